@@ -1,0 +1,75 @@
+"""Upstream SSE -> what our clients receive.
+
+The relay works on bytes: lines are split on b"\\n", which never falls inside a UTF-8 sequence, and
+each JSON event is parsed whole, so a multi-byte character split across network reads is never
+split in the output. Everything that arrived in one network read goes out as one write: chunks
+already waiting are coalesced, and nothing is held back waiting for more.
+"""
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+import orjson
+from openai._response import AsyncAPIResponse
+
+logger = logging.getLogger(__name__)
+
+
+class StreamInterrupted(Exception):
+    """The upstream stream failed after the response began; the response is cut off on purpose."""
+
+
+async def text_deltas(response: AsyncAPIResponse[Any], *, log_context: str = "") -> AsyncIterator[bytes]:
+    """The content deltas of a chat completion stream, as UTF-8 text (chatbot-ui's body format).
+
+    The first `yield` is an empty priming step taken by the view before the response starts, so the
+    generator's `finally` (which releases the upstream connection) runs however the response ends:
+    completed, failed, or cancelled by a client disconnect.
+    """
+    try:
+        yield b""
+        buffer = b""
+        async for chunk in response.http_response.aiter_bytes():
+            buffer += chunk
+            if b"\n" not in chunk:
+                continue
+            lines = buffer.split(b"\n")
+            buffer = lines.pop()
+            pieces: list[str] = []
+            finished = _collect_content(lines, pieces)
+            if pieces:
+                yield "".join(pieces).encode()
+            if finished:
+                return
+        raise StreamInterrupted("the upstream stream ended without [DONE]")
+    except asyncio.CancelledError:
+        logger.info("client went away; upstream stream cancelled %s", log_context)
+        raise
+    except Exception as exc:
+        # Re-raised so the server aborts the response without its final chunk: the client can
+        # tell a truncated answer from a complete one.
+        logger.warning("upstream stream failed mid-response %s: %s", log_context, type(exc).__name__)
+        raise StreamInterrupted(type(exc).__name__) from None
+    finally:
+        await response.close()
+
+
+def _collect_content(lines: list[bytes], pieces: list[str]) -> bool:
+    """Append each event's content delta to `pieces`; True once [DONE] is seen."""
+    for line in lines:
+        if not line.startswith(b"data:"):
+            continue  # blank separators, comments, "event:" lines
+        data = line[5:].strip()
+        if data == b"[DONE]":
+            return True
+        event = orjson.loads(data)  # malformed SSE raises: the stream cannot be trusted
+        if "error" in event and event["error"]:
+            raise StreamInterrupted("the upstream sent an error event")
+        choices = event.get("choices")
+        if choices:
+            content = (choices[0].get("delta") or {}).get("content")
+            if content:
+                pieces.append(content)
+    return False

@@ -1,0 +1,19 @@
+"""ASGI entry point (uvicorn chatproject.asgi:application).
+
+uvicorn does not run Django's system checks, so the ones that must stop a misconfigured server
+(an unusable encryption key ring) run here, before the first request is accepted.
+"""
+
+import os
+
+from django.core.asgi import get_asgi_application
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "chatproject.settings")
+
+django_application = get_asgi_application()
+
+from chatproject.lifespan import with_lifespan  # noqa: E402  (needs settings configured)
+from profiles.checks import raise_on_key_ring_errors  # noqa: E402  (needs apps loaded)
+
+raise_on_key_ring_errors()
+application = with_lifespan(django_application)

@@ -1,0 +1,54 @@
+"""Business operations on profiles: plain functions, the only writers of credentials."""
+
+from dataclasses import dataclass
+
+from django.contrib.auth.models import AbstractBaseUser
+from django.utils import timezone
+
+from .exceptions import OpenAIKeyMissing, OpenAIKeyUnreadable
+from .fields import UnreadableSecret
+from .models import Profile
+
+
+@dataclass(frozen=True, slots=True)
+class OpenAICredentials:
+    api_key: str
+    organization: str | None
+
+    def __repr__(self) -> str:  # never print the key, even in a traceback's locals
+        return f"OpenAICredentials(api_key='***', organization={self.organization!r})"
+
+
+def profile_for(*, user: AbstractBaseUser) -> Profile:
+    profile, _ = Profile.objects.get_or_create(user=user)
+    return profile
+
+
+def profile_set_openai_key(*, profile: Profile, api_key: str) -> Profile:
+    profile.openai_api_key = api_key.strip()
+    profile.openai_api_key_updated_at = timezone.now()
+    profile.save(update_fields=["openai_api_key", "openai_api_key_updated_at", "updated_at"])
+    return profile
+
+
+def profile_clear_openai_key(*, profile: Profile) -> Profile:
+    profile.openai_api_key = ""
+    profile.openai_api_key_updated_at = timezone.now()
+    profile.save(update_fields=["openai_api_key", "openai_api_key_updated_at", "updated_at"])
+    return profile
+
+
+def profile_set_organization(*, profile: Profile, organization_id: str | None) -> Profile:
+    profile.openai_organization_id = (organization_id or "").strip()
+    profile.save(update_fields=["openai_organization_id", "updated_at"])
+    return profile
+
+
+def profile_openai_credentials(*, profile: Profile) -> OpenAICredentials:
+    """The decrypted key for one upstream call. Raises OpenAIKeyMissing / OpenAIKeyUnreadable."""
+    key = profile.openai_api_key
+    if not key:
+        raise OpenAIKeyMissing()
+    if isinstance(key, UnreadableSecret):
+        raise OpenAIKeyUnreadable()
+    return OpenAICredentials(api_key=key, organization=profile.openai_organization_id or None)

@@ -1,0 +1,134 @@
+"""Shared fixtures: a fake OpenAI server on loopback, the app under uvicorn, and a few users.
+
+alice has a key and an organization, bob has none. Async tests use a transactional database:
+the async ORM runs in other threads, which cannot see a test's uncommitted transaction.
+"""
+
+import asyncio
+import socket
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+import uvicorn
+from cryptography.fernet import Fernet
+from django.contrib.auth import get_user_model
+from rest_framework.authtoken.models import Token
+
+from profiles.services import profile_for, profile_set_openai_key, profile_set_organization
+from tests.fake_openai import FakeOpenAI
+
+# Fixed for the run so every thread (app server included) sees the same ring.
+TEST_RING_KEYS = [Fernet.generate_key().decode()]
+ALICE_KEY = "sk-alice-test-0123456789abcdefWXYZ"
+ALICE_ORG = "org-alice123"
+PASSWORD = "correct horse battery staple"
+
+
+@pytest.fixture(scope="session")
+def fake_openai_server() -> Iterator[FakeOpenAI]:
+    server = FakeOpenAI()
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def fake_openai(fake_openai_server: FakeOpenAI, settings) -> FakeOpenAI:
+    fake_openai_server.reset()
+    settings.OPENAI_BASE_URL = fake_openai_server.base_url
+    return fake_openai_server
+
+
+@pytest.fixture(scope="session", autouse=True)
+async def _pooled_upstream_clients():
+    """All async tests share one event loop, so one pooled client; close it at the end."""
+    yield
+    from chat.upstream import aclose_pooled_clients
+
+    await aclose_pooled_clients()
+
+
+@pytest.fixture(autouse=True)
+def _encryption_ring(settings) -> None:
+    settings.PROFILE_ENCRYPTION_KEYS = TEST_RING_KEYS
+    settings.OPENAI_MAX_RETRIES = 2
+    settings.OPENAI_TIMEOUT = 5.0
+
+
+def make_user(username: str, *, api_key: str | None = None, organization: str | None = None):
+    user = get_user_model().objects.create_user(username, f"{username}@example.com", PASSWORD)
+    profile = profile_for(user=user)
+    if api_key:
+        profile_set_openai_key(profile=profile, api_key=api_key)
+    if organization:
+        profile_set_organization(profile=profile, organization_id=organization)
+    return user
+
+
+@pytest.fixture
+def alice(transactional_db):
+    return make_user("alice", api_key=ALICE_KEY, organization=ALICE_ORG)
+
+
+@pytest.fixture
+def bob(transactional_db):
+    return make_user("bob")
+
+
+@pytest.fixture
+def alice_token(alice) -> str:
+    return Token.objects.create(user=alice).key
+
+
+@pytest.fixture
+def bob_token(bob) -> str:
+    return Token.objects.create(user=bob).key
+
+
+class LiveASGIServer:
+    """The real ASGI app under uvicorn, in a thread, on a loopback port picked by the OS."""
+
+    def __init__(self) -> None:
+        from django.test import override_settings
+
+        with override_settings(PROFILE_ENCRYPTION_KEYS=TEST_RING_KEYS):  # asgi.py checks the ring
+            from chatproject.asgi import application
+
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+        config = uvicorn.Config(application, lifespan="on", log_level="warning", loop="asyncio", http="h11")
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        asyncio.run(self.server.serve(sockets=[self.sock]))
+
+    def start(self) -> None:
+        self.thread.start()
+        deadline = time.monotonic() + 10
+        while not self.server.started:
+            if time.monotonic() > deadline:
+                raise RuntimeError("uvicorn did not start")
+            time.sleep(0.01)
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def live_asgi_server() -> Iterator[LiveASGIServer]:
+    server = LiveASGIServer()
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def live_app(live_asgi_server: LiveASGIServer, fake_openai: FakeOpenAI, transactional_db) -> str:
+    """Base URL of the app under uvicorn, with the fake upstream selected."""
+    return live_asgi_server.url
