@@ -6,6 +6,8 @@ uvicorn does not run Django's system checks, so the ones that must stop a miscon
 
 import os
 
+from django.conf import settings
+from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler
 from django.core.asgi import get_asgi_application
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "chatproject.settings")
@@ -16,4 +18,7 @@ from chatproject.lifespan import with_lifespan  # noqa: E402  (needs settings co
 from profiles.checks import raise_on_key_ring_errors  # noqa: E402  (needs apps loaded)
 
 raise_on_key_ring_errors()
+# uvicorn serves no static files; a reverse proxy in front may serve /static/ instead (SERVE_STATIC=false).
+if settings.SERVE_STATIC:
+    django_application = ASGIStaticFilesHandler(django_application)
 application = with_lifespan(django_application)

@@ -91,6 +91,8 @@ USE_TZ = True
 STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
 STATIC_ROOT = BASE_DIR / "staticfiles"
+# The ASGI app serves /static/ itself unless a proxy does (asgi.py).
+SERVE_STATIC: bool = env.bool("SERVE_STATIC", default=True)
 
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "chat"
