@@ -5,9 +5,14 @@
 """
 
 from dataclasses import dataclass, field
+from typing import Any
 
-from django.http import HttpRequest, JsonResponse
+from django.core.exceptions import PermissionDenied
+from django.http import Http404, HttpRequest, JsonResponse
 from django.urls import reverse
+from rest_framework import exceptions as drf_exceptions
+from rest_framework.response import Response
+from rest_framework.settings import api_settings as drf_settings
 
 
 @dataclass
@@ -47,3 +52,70 @@ def not_authenticated() -> ApiError:
         "Authentication required: log in, or send 'Authorization: Token <your API token>'.",
         headers={"WWW-Authenticate": 'Token realm="api"'},
     )
+
+
+def drf_exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
+    """REST_FRAMEWORK's EXCEPTION_HANDLER: DRF's errors (and ApiError) in the one JSON shape.
+
+    Validation errors become code `invalid_request` with `fields` ("field" or "parent.child" /
+    "items[0]" -> first message), as the hand-written payload validation does.
+    """
+    if isinstance(exc, Http404):
+        exc = drf_exceptions.NotFound()
+    elif isinstance(exc, PermissionDenied):
+        exc = drf_exceptions.PermissionDenied()
+    if isinstance(exc, ApiError):
+        error = exc
+    elif isinstance(exc, drf_exceptions.APIException):
+        error = _api_error_from_drf(exc)
+    else:
+        return None  # a bug: Django's 500 handling (and logging) takes over
+    return Response(error_body(context["request"], error), status=error.status, headers=error.headers)
+
+
+_DRF_CODES = {"parse_error": "invalid_json", "authentication_failed": "invalid_token"}
+
+
+def _api_error_from_drf(exc: drf_exceptions.APIException) -> ApiError:
+    headers: dict[str, str] = {}
+    if getattr(exc, "auth_header", None):
+        headers["WWW-Authenticate"] = exc.auth_header  # type: ignore[attr-defined]
+    if getattr(exc, "wait", None):
+        headers["Retry-After"] = "%d" % exc.wait  # type: ignore[attr-defined]
+
+    if isinstance(exc, drf_exceptions.ValidationError):
+        fields = _flatten_errors(exc.detail, "")
+        first = next(iter(fields), None)
+        if first is None:
+            message = "Invalid request."
+        elif first == drf_settings.NON_FIELD_ERRORS_KEY:
+            message = f"Invalid request: {fields[first]}"
+        else:
+            message = f"Invalid request: {first}: {fields[first]}"
+        return ApiError(exc.status_code, "invalid_request", message, fields=fields or None, headers=headers)
+    if isinstance(exc, drf_exceptions.NotAuthenticated):
+        error = not_authenticated()
+        error.headers.update(headers)
+        return error
+    if isinstance(exc, drf_exceptions.PermissionDenied) and str(exc.detail).startswith("CSRF Failed"):
+        return ApiError(403, "csrf_failed", "CSRF check failed: reload the page and try again.")
+    code = exc.get_codes()
+    code = code if isinstance(code, str) else exc.default_code
+    return ApiError(exc.status_code, _DRF_CODES.get(code, code), str(exc.detail), headers=headers)
+
+
+def _flatten_errors(detail: Any, where: str) -> dict[str, str]:
+    if isinstance(detail, dict):
+        fields: dict[str, str] = {}
+        for name, inner in detail.items():
+            fields.update(_flatten_errors(inner, f"{where}.{name}" if where else str(name)))
+        return fields
+    where = where or drf_settings.NON_FIELD_ERRORS_KEY
+    if isinstance(detail, list):
+        if detail and all(isinstance(item, str) for item in detail):
+            return {where: str(detail[0])}  # the first message per field, as elsewhere
+        fields = {}
+        for index, inner in enumerate(detail):
+            fields.update(_flatten_errors(inner, f"{where}[{index}]"))
+        return fields
+    return {where: str(detail)}

@@ -29,6 +29,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "rest_framework.authtoken",
     "drf_spectacular",
+    "drf_spectacular_sidecar",  # Swagger UI's files, served by us (no CDN)
     "profiles",
     "chat",
 ]
@@ -117,12 +118,37 @@ OPENAI_MAX_RETRIES: int = env.int("OPENAI_MAX_RETRIES", default=2)
 OPENAI_MAX_CONNECTIONS: int = env.int("OPENAI_MAX_CONNECTIONS", default=4096)
 
 REST_FRAMEWORK = {
+    # The token first: its WWW-Authenticate header makes "not logged in" a 401 rather than a 403.
     "DEFAULT_AUTHENTICATION_CLASSES": [
+        "chat.api_auth.TokenOrBearerAuthentication",  # 'Token <t>' and 'Bearer <t>'
         "rest_framework.authentication.SessionAuthentication",
-        "rest_framework.authentication.TokenAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "EXCEPTION_HANDLER": "chat.errors.drf_exception_handler",  # the one JSON error shape
+    # Failed password logins at POST /api/token/ per client address: "5/min", "20/hour" (s, m, h, d).
+    "DEFAULT_THROTTLE_RATES": {"login_failures": env.str("LOGIN_FAILURE_RATE", default="5/min")},
+    # Reverse proxies in front that append to X-Forwarded-For; 0 uses the peer address (unspoofable).
+    "NUM_PROXIES": env.int("NUM_PROXIES", default=0),
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+}
+
+# OpenAPI schema at /api/schema/, Swagger UI at /api/docs/.
+SPECTACULAR_SETTINGS = {
+    "TITLE": "BYOK Chat API",
+    "DESCRIPTION": "Your profile and API token; the chat endpoint; OpenAI-compatible /v1 endpoints for "
+    "the official OpenAI SDKs (base_url http://host/v1, api_key = your API token).",
+    "VERSION": "1",
+    "SERVE_INCLUDE_SCHEMA": False,
+    # Swagger UI from the drf-spectacular-sidecar package's static files: works offline.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    # The async views (chat, /v1) are not DRF views: described by hand.
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "chat.openapi.add_async_views",
+    ],
 }
 
 LOGGING = {

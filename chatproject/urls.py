@@ -2,9 +2,18 @@
 
 from django.contrib import admin
 from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
+
+from profiles.api import ProfileApi, TokenApi
 
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("", include("profiles.urls")),
     path("", include("chat.urls")),
+    path("api/profile/", ProfileApi.as_view(), name="api-profile"),
+    path("api/token/", TokenApi.as_view(), name="api-token"),
+    path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
+    # The split view serves its script from a URL, not inline: the CSP allows no inline script.
+    path("api/docs/", SpectacularSwaggerSplitView.as_view(url_name="api-schema", template_name="api/docs.html"),
+         name="api-docs"),
 ]
