@@ -117,6 +117,25 @@ OPENAI_MAX_RETRIES: int = env.int("OPENAI_MAX_RETRIES", default=2)
 # Open upstream connections per worker process (one per concurrent stream).
 OPENAI_MAX_CONNECTIONS: int = env.int("OPENAI_MAX_CONNECTIONS", default=4096)
 
+# --- Limits -----------------------------------------------------------------------------------
+# Concurrent streams per user (0: no cap), counted in the cache above: per process unless REDIS_URL.
+MAX_STREAMS_PER_USER: int = env.int("MAX_STREAMS_PER_USER", default=4)
+# A stream's slot frees itself after this many seconds even if its worker died without releasing it.
+STREAM_SLOT_TTL: int = env.int("STREAM_SLOT_TTL", default=600)
+
+# --- HTTPS and cookies ------------------------------------------------------------------------
+# Safe by default once DEBUG is off (what `manage.py check --deploy` asks for); each one can be
+# overridden. Behind a proxy that terminates TLS, set SECURE_PROXY_SSL_HEADER (e.g.
+# "HTTP_X_FORWARDED_PROTO,https") or SECURE_SSL_REDIRECT=false, or every request redirects forever.
+SECURE_SSL_REDIRECT: bool = env.bool("SECURE_SSL_REDIRECT", default=not DEBUG)
+SECURE_HSTS_SECONDS: int = env.int("SECURE_HSTS_SECONDS", default=0 if DEBUG else 365 * 24 * 3600)
+SECURE_HSTS_INCLUDE_SUBDOMAINS: bool = env.bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", default=not DEBUG)
+# Preloading is a promise about the whole domain that browsers keep for months: only on request.
+SECURE_HSTS_PRELOAD: bool = env.bool("SECURE_HSTS_PRELOAD", default=False)
+SESSION_COOKIE_SECURE: bool = env.bool("SESSION_COOKIE_SECURE", default=not DEBUG)
+CSRF_COOKIE_SECURE: bool = env.bool("CSRF_COOKIE_SECURE", default=not DEBUG)
+SECURE_PROXY_SSL_HEADER: tuple[str, ...] | None = env.tuple("SECURE_PROXY_SSL_HEADER", default=None)
+
 REST_FRAMEWORK = {
     # The token first: its WWW-Authenticate header makes "not logged in" a 401 rather than a 403.
     "DEFAULT_AUTHENTICATION_CLASSES": [

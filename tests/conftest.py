@@ -19,6 +19,9 @@ from rest_framework.authtoken.models import Token
 from profiles.services import profile_for, profile_set_openai_key, profile_set_organization
 from tests.fake_openai import FakeOpenAI
 
+# Fails the run if a stored key shows up in any log line, response body or exception (leakcheck.py).
+pytest_plugins = ["tests.leakcheck"]
+
 # Fixed for the run so every thread (app server included) sees the same ring.
 TEST_RING_KEYS = [Fernet.generate_key().decode()]
 ALICE_KEY = "sk-alice-test-0123456789abcdefWXYZ"

@@ -96,7 +96,7 @@ async def test_error_before_streaming_has_real_status(live_app, fake_openai, bob
     assert body["settings_url"] == live_app + "/profile/settings/"
 
 
-async def test_concurrent_streams_do_not_mix_users(live_app, fake_openai, alice_token, transactional_db):
+async def test_concurrent_streams_do_not_mix_users(live_app, fake_openai, alice_token, transactional_db, settings):
     from asgiref.sync import sync_to_async
     from rest_framework.authtoken.models import Token
 
@@ -105,6 +105,7 @@ async def test_concurrent_streams_do_not_mix_users(live_app, fake_openai, alice_
     other = await sync_to_async(make_user)("frank", api_key="sk-frank-key-55555555")
     frank_token = (await sync_to_async(Token.objects.create)(user=other)).key
     fake_openai.scenario = Scenario(pieces=["x"] * 5, gap=0.02)
+    settings.MAX_STREAMS_PER_USER = 5  # five at once per user (the cap is tested in test_limits.py)
 
     async def one(token: str) -> int:
         async with aiohttp.ClientSession() as session:

@@ -1,0 +1,124 @@
+"""A per-user cap on concurrent streams, shared by every worker process through Django's cache.
+
+An open stream holds one of its user's MAX_STREAMS_PER_USER slots: the cache keys
+`streams:<user id>:<n>`. A slot is taken with `cache.add` (atomic: SET NX on Redis, under a lock
+in local memory) and deleted when the stream ends, however it ends. Each slot also expires on its
+own after STREAM_SLOT_TTL seconds, so a worker that dies mid-stream cannot lock its user out for
+longer than that. (A single counter with incr/decr cannot do this: its one TTL either runs out
+under live streams, resetting the count, or is refreshed by them and never runs out.)
+
+Local memory (the default) counts per process; set REDIS_URL to share the count between workers.
+If the cache cannot be reached the stream is allowed (logged): the cap protects the service, it
+must not take it down.
+"""
+
+import logging
+import secrets
+from collections.abc import AsyncIterator, Callable
+from contextlib import aclosing
+from typing import Any
+
+from asgiref.sync import sync_to_async
+from django.conf import settings
+from django.core.cache import caches
+from django.core.cache.backends.dummy import DummyCache
+from django.core.cache.backends.locmem import LocMemCache
+
+from .errors import ApiError
+
+logger = logging.getLogger(__name__)
+
+KEY_PREFIX = "streams"
+
+
+def too_many_streams(limit: int) -> ApiError:
+    return ApiError(
+        429,
+        "too_many_streams",
+        f"Too many answers streaming at once: at most {limit} per user. "
+        "Wait for one to finish (or stop it), then try again.",
+    )
+
+
+async def _call(fn: Callable[..., Any], *args: Any) -> Any:
+    # Local memory is a dict behind a lock: no I/O, so no thread hop. Redis is a network call.
+    if isinstance(caches["default"], (LocMemCache, DummyCache)):
+        return fn(*args)
+    return await sync_to_async(fn, thread_sensitive=False)(*args)
+
+
+def _slot_keys(user_id: int, limit: int) -> list[str]:
+    return [f"{KEY_PREFIX}:{user_id}:{n}" for n in range(limit)]
+
+
+def _take_slot(user_id: int, limit: int, token: str, ttl: int) -> str | None:
+    cache = caches["default"]
+    keys = _slot_keys(user_id, limit)
+    held = cache.get_many(keys)
+    for key in keys:
+        if key not in held and cache.add(key, token, timeout=ttl):
+            return key
+    return None
+
+
+def _free_slot(key: str, token: str) -> None:
+    cache = caches["default"]
+    # Only our own: a slot that outlived its TTL may have been taken by another stream since.
+    if cache.get(key) == token:
+        cache.delete(key)
+
+
+class StreamSlot:
+    """One held slot (or none, when the cap is off or the cache is down). release() is idempotent."""
+
+    __slots__ = ("key", "token")
+
+    def __init__(self, key: str | None, token: str = "") -> None:
+        self.key = key
+        self.token = token
+
+    async def release(self) -> None:
+        key, self.key = self.key, None
+        if key is None:
+            return
+        try:
+            await _call(_free_slot, key, self.token)
+        except Exception:  # the slot expires on its own
+            logger.warning("could not release stream slot %s", key, exc_info=True)
+
+    async def held_while(self, stream: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+        """`stream`, releasing this slot once it ends: completed, failed or cancelled.
+
+        Takes a primed stream (see relay.text_deltas) and returns one primed the same way, so its
+        `finally` runs even if the response is dropped before the first chunk.
+        """
+        if self.key is None:
+            return stream
+        wrapped = self._release_after(stream)
+        await anext(wrapped)
+        return wrapped
+
+    async def _release_after(self, stream: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+        try:
+            async with aclosing(stream):  # type: ignore[type-var]  # async generators have aclose()
+                yield b""
+                async for chunk in stream:
+                    yield chunk
+        finally:
+            await self.release()
+
+
+async def acquire_stream_slot(*, user_id: int) -> StreamSlot:
+    """A slot for one more stream of this user, or ApiError(429 too_many_streams)."""
+    limit = settings.MAX_STREAMS_PER_USER
+    if limit <= 0:
+        return StreamSlot(None)
+    token = secrets.token_hex(8)
+    try:
+        key = await _call(_take_slot, user_id, limit, token, settings.STREAM_SLOT_TTL)
+    except Exception:
+        logger.warning("stream cap unavailable (cache error); allowing the stream", exc_info=True)
+        return StreamSlot(None)
+    if key is None:
+        raise too_many_streams(limit)
+    return StreamSlot(key, token)
