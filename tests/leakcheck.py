@@ -83,8 +83,8 @@ def register_secret(secret: str) -> None:
 
 
 def record(source: str, text: str | bytes) -> None:
-    """Add text produced outside this process (a subprocess's output) to the check."""
-    DETECTOR.record("subprocess outputs", source, text)
+    """Add output that does not pass through logging or Django (a command, a subprocess) to the check."""
+    DETECTOR.record("command outputs", source, text)
 
 
 # --- what the application produces ---------------------------------------------------------------
