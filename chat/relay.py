@@ -8,7 +8,7 @@ already waiting are coalesced, and nothing is held back waiting for more.
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import orjson
@@ -73,3 +73,34 @@ def _collect_content(lines: list[bytes], pieces: list[str]) -> bool:
             if content:
                 pieces.append(content)
     return False
+
+
+async def sse_passthrough(
+    response: AsyncAPIResponse[Any], *, error_event: Callable[[Exception], bytes], log_context: str = ""
+) -> AsyncIterator[bytes]:
+    """The upstream's SSE bytes as they arrive, unparsed (the /v1 endpoint's body).
+
+    Each network read goes out as one write: what arrived together stays together, nothing waits
+    for more. Only the end is looked at: a stream that fails, or ends without `data: [DONE]`,
+    gets `error_event(exc)` as its last event, so the client knows the answer is incomplete.
+    Primed like text_deltas: the view takes the empty first step, so `finally` always runs.
+    """
+    try:
+        yield b""
+        tail = b""
+        async for chunk in response.http_response.aiter_bytes():
+            yield chunk
+            tail = chunk[-_DONE_TAIL:] if len(chunk) >= _DONE_TAIL else (tail + chunk)[-_DONE_TAIL:]
+        if not tail.rstrip().endswith(b"[DONE]"):
+            raise StreamInterrupted("the upstream stream ended without [DONE]")
+    except asyncio.CancelledError:
+        logger.info("client went away; upstream stream cancelled %s", log_context)
+        raise
+    except Exception as exc:
+        logger.warning("upstream stream failed mid-response %s: %s", log_context, type(exc).__name__)
+        yield error_event(exc)
+    finally:
+        await response.close()
+
+
+_DONE_TAIL = len(b"data: [DONE]\n\n") + 4  # room for \r\n line ends
