@@ -7,6 +7,7 @@ environment. See .env.example for the full list.
 from pathlib import Path
 
 import environ
+from django.utils.csp import CSP
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -36,6 +37,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "django.middleware.csp.ContentSecurityPolicyMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -98,6 +100,26 @@ SERVE_STATIC: bool = env.bool("SERVE_STATIC", default=True)
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "chat"
 LOGOUT_REDIRECT_URL = "login"
+# Self-service sign-up at /accounts/signup/: open by default in development, closed in production.
+SIGNUP_ENABLED: bool = env.bool("SIGNUP_ENABLED", default=DEBUG)
+
+# --- Pages ------------------------------------------------------------------------------------
+# The chat page's model picker; the first is preselected.
+CHAT_MODELS: list[str] = env.list("CHAT_MODELS", default=["gpt-4o-mini", "gpt-4o", "o4-mini", "gpt-5"])
+
+# No inline script or style anywhere (the admin included): model output that slips into the DOM
+# still cannot run. Pages load only their own static files and call only this origin.
+SECURE_CSP = {
+    "default-src": [CSP.SELF],
+    "script-src": [CSP.SELF],
+    "style-src": [CSP.SELF],
+    "img-src": [CSP.SELF, "data:"],
+    "connect-src": [CSP.SELF],
+    "object-src": [CSP.NONE],
+    "base-uri": [CSP.NONE],
+    "form-action": [CSP.SELF],
+    "frame-ancestors": [CSP.NONE],
+}
 
 # Request bodies: chat messages may carry images as data URLs, so allow a few MiB; past it: 413.
 DATA_UPLOAD_MAX_MEMORY_SIZE: int = env.int("MAX_REQUEST_BYTES", default=8 * 1024 * 1024)

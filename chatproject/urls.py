@@ -4,10 +4,12 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
+from chat.pages import chat_page
 from profiles.api import ProfileApi, TokenApi
 
 urlpatterns = [
     path("admin/", admin.site.urls),
+    path("", chat_page, name="chat"),
     path("", include("profiles.urls")),
     path("", include("chat.urls")),
     path("api/profile/", ProfileApi.as_view(), name="api-profile"),

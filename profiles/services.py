@@ -52,3 +52,26 @@ def profile_openai_credentials(*, profile: Profile) -> OpenAICredentials:
     if isinstance(key, UnreadableSecret):
         raise OpenAIKeyUnreadable()
     return OpenAICredentials(api_key=key, organization=profile.openai_organization_id or None)
+
+
+@dataclass(frozen=True, slots=True)
+class KeyCheck:
+    """What the upstream said of a key: ok, or an error code and a message for its owner."""
+
+    ok: bool
+    code: str = ""
+    message: str = ""
+
+
+async def openai_credentials_check(*, credentials: OpenAICredentials) -> KeyCheck:
+    """Ask the upstream whether these credentials work (GET /models); never raises for upstream errors."""
+    # chat builds on profiles (it imports OpenAICredentials from here): imported late to keep it one-way.
+    from chat import upstream
+    from chat.errors import ApiError
+
+    try:
+        response = await upstream.get_models(credentials=credentials)
+    except ApiError as error:
+        return KeyCheck(ok=False, code=error.code, message=error.message)
+    await response.close()
+    return KeyCheck(ok=True)

@@ -1,0 +1,151 @@
+"""Profiles in the admin: the key is write-only here too.
+
+No admin form has the model's `openai_api_key` field, so no page renders it (not even encrypted):
+a new key comes in through a password input that never renders back, and every write goes through
+the services. Profiles also appear inline on the user admin.
+"""
+
+from typing import Any
+
+from django import forms
+from django.contrib import admin, messages
+from django.contrib.auth import get_user_model
+from django.contrib.auth.admin import UserAdmin
+from django.db.models import QuerySet
+from django.http import HttpRequest
+
+from .forms import new_key_field, organization_field
+from .models import Profile
+from .services import profile_clear_openai_key, profile_set_openai_key, profile_set_organization
+
+
+class ProfileAdminForm(forms.ModelForm):
+    new_openai_api_key = new_key_field(
+        label="New OpenAI API key",
+        help_text="Write-only: leave empty to keep the current key. Stored keys are never shown.",
+    )
+    clear_openai_api_key = forms.BooleanField(label="Clear the stored OpenAI API key", required=False)
+    openai_organization_id = organization_field(label="OpenAI organization ID")
+
+    class Meta:
+        model = Profile
+        fields = ["openai_organization_id"]
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean()
+        if cleaned.get("new_openai_api_key") and cleaned.get("clear_openai_api_key"):
+            raise forms.ValidationError("Either enter a new key or clear the stored one, not both.")
+        return cleaned
+
+    def save(self, commit: bool = True) -> Profile:
+        # The admin calls save(commit=False) and then ProfileAdmin.save_model; inline formsets call
+        # save(commit=True). Either way the writes happen once, in apply().
+        self.save_m2m = lambda: None
+        if commit:
+            self.apply()
+        return self.instance
+
+    def apply(self) -> Profile:
+        profile = self.instance
+        if profile.pk is None:  # a user older than the profile signal, saved from the user admin
+            profile.save()
+        data = self.cleaned_data
+        if "openai_organization_id" in self.changed_data:
+            profile_set_organization(profile=profile, organization_id=data.get("openai_organization_id"))
+        if data.get("new_openai_api_key"):
+            profile_set_openai_key(profile=profile, api_key=data["new_openai_api_key"])
+        elif data.get("clear_openai_api_key"):
+            profile_clear_openai_key(profile=profile)
+        return profile
+
+
+class HasKeyFilter(admin.SimpleListFilter):
+    title = "has OpenAI key"
+    parameter_name = "has_key"
+
+    def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list[tuple[str, str]]:
+        return [("yes", "Yes"), ("no", "No")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Profile]) -> QuerySet[Profile]:
+        # An empty column means no key; any stored value is a (non-empty) ciphertext.
+        if self.value() == "yes":
+            return queryset.exclude(openai_api_key="")
+        if self.value() == "no":
+            return queryset.filter(openai_api_key="")
+        return queryset
+
+
+@admin.display(boolean=True, description="Has key")
+def has_key(profile: Profile) -> bool:
+    return profile.has_openai_api_key
+
+
+@admin.display(description="Key hint")
+def key_hint(profile: Profile) -> str:
+    return profile.openai_api_key_hint or "—"
+
+
+@admin.display(description="Key last changed")
+def key_updated(profile: Profile) -> Any:
+    return profile.openai_api_key_updated_at or "—"
+
+
+READONLY = (key_hint, key_updated, "updated_at")
+FORM_FIELDS = ("openai_organization_id", "new_openai_api_key", "clear_openai_api_key")
+
+
+@admin.register(Profile)
+class ProfileAdmin(admin.ModelAdmin):
+    form = ProfileAdminForm
+    list_display = ("user", has_key, key_hint, "openai_organization_id", "updated_at")
+    list_select_related = ("user",)
+    list_filter = (HasKeyFilter,)
+    search_fields = ("user__username", "user__email")
+    readonly_fields = ("user", *READONLY)
+    fieldsets = (
+        (None, {"fields": ("user",)}),
+        ("OpenAI", {"fields": (*READONLY[:2], *FORM_FIELDS)}),
+        ("History", {"fields": ("updated_at",)}),
+    )
+    actions = ["clear_openai_key"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False  # every user gets a profile automatically
+
+    def has_delete_permission(self, request: HttpRequest, obj: Profile | None = None) -> bool:
+        return False  # it lives and dies with its user
+
+    def save_model(self, request: HttpRequest, obj: Profile, form: ProfileAdminForm, change: bool) -> None:
+        form.apply()
+
+    @admin.action(description="Clear OpenAI key of selected profiles", permissions=["change"])
+    def clear_openai_key(self, request: HttpRequest, queryset: QuerySet[Profile]) -> None:
+        cleared = 0
+        for profile in queryset.exclude(openai_api_key=""):
+            profile_clear_openai_key(profile=profile)
+            cleared += 1
+        self.message_user(request, f"Cleared the OpenAI key of {cleared} profile(s).", messages.SUCCESS)
+
+
+class ProfileInline(admin.StackedInline):
+    model = Profile
+    form = ProfileAdminForm
+    can_delete = False
+    max_num = 1
+    verbose_name_plural = "Profile"
+    fields = (*READONLY[:2], *FORM_FIELDS)
+    readonly_fields = READONLY[:2]
+
+
+User = get_user_model()
+if admin.site.is_registered(User):
+    admin.site.unregister(User)
+
+
+@admin.register(User)
+class UserWithProfileAdmin(UserAdmin):
+    inlines = [ProfileInline]
+
+    def get_inlines(self, request: HttpRequest, obj: Any = None) -> list[type[admin.options.InlineModelAdmin]]:
+        # On the add page the new user's profile comes from the signal; an inline would make a second.
+        return self.inlines if obj is not None else []

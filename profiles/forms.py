@@ -1,0 +1,100 @@
+"""Forms for the settings page and the admin: the key is write-only everywhere.
+
+No form here has the model's `openai_api_key` as a field, so Django never renders its value; a new key
+comes in through a separate password input that never renders back (`render_value=False`).
+"""
+
+import re
+
+from django import forms
+from django.core.exceptions import ValidationError
+
+KEY_PREFIX = "sk-"
+KEY_MIN_LENGTH = 20
+KEY_MAX_LENGTH = 500
+_KEY_CHARS = re.compile(r"[A-Za-z0-9_\-]+")
+_ORGANIZATION = re.compile(r"org-[A-Za-z0-9_\-]+")
+
+
+def validate_openai_key_format(value: str) -> None:
+    """Catch what is obviously not an OpenAI key (a pasted sentence, a half key) before storing it."""
+    if any(char.isspace() for char in value):
+        raise ValidationError(
+            "An API key has no spaces or line breaks inside. Copy it again, in one piece.", code="key_whitespace"
+        )
+    if not value.startswith(KEY_PREFIX):
+        raise ValidationError(
+            "This does not look like an OpenAI API key: keys start with “sk-”. "
+            "Create one at https://platform.openai.com/api-keys.",
+            code="key_prefix",
+        )
+    if len(value) < KEY_MIN_LENGTH:
+        raise ValidationError(
+            "This key is too short to be an OpenAI API key. Copy it again, in full.", code="key_short"
+        )
+    if not _KEY_CHARS.fullmatch(value[len(KEY_PREFIX):]):
+        raise ValidationError(
+            "An API key contains only letters, digits, “-” and “_”. Copy it again.", code="key_chars"
+        )
+
+
+def validate_organization_id(value: str) -> None:
+    if value and not _ORGANIZATION.fullmatch(value):
+        raise ValidationError(
+            "An organization ID looks like “org-…”. Leave it empty to use your key's default organization.",
+            code="organization_format",
+        )
+
+
+def new_key_field(**kwargs: object) -> forms.CharField:
+    return forms.CharField(
+        required=False,
+        strip=True,
+        max_length=KEY_MAX_LENGTH,
+        validators=[validate_openai_key_format],
+        widget=forms.PasswordInput(
+            render_value=False,
+            attrs={"autocomplete": "off", "spellcheck": "false", "placeholder": "sk-…", "autocapitalize": "off"},
+        ),
+        **kwargs,
+    )
+
+
+def organization_field(**kwargs: object) -> forms.CharField:
+    return forms.CharField(
+        required=False,
+        strip=True,
+        max_length=64,
+        validators=[validate_organization_id],
+        widget=forms.TextInput(attrs={"placeholder": "org-…", "spellcheck": "false", "autocapitalize": "off"}),
+        **kwargs,
+    )
+
+
+class OpenAISettingsForm(forms.Form):
+    api_key = new_key_field(
+        label="New API key",
+        help_text="Stored encrypted. It is never shown again: only its last four characters.",
+    )
+    organization_id = organization_field(
+        label="Organization ID",
+        help_text="Optional. Bills usage to this organization; leave empty for your key's default.",
+    )
+    check_key = forms.BooleanField(
+        label="Check the key with OpenAI before saving",
+        required=False,
+        help_text="Asks OpenAI to list your models with this key. Nothing is saved if it does not work.",
+    )
+
+    def __init__(self, *args: object, has_stored_key: bool, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)
+        self.has_stored_key = has_stored_key
+        if has_stored_key:
+            self.fields["api_key"].label = "Replace API key"
+            self.fields["api_key"].help_text = "Leave empty to keep the current key. " + self.fields["api_key"].help_text
+
+    def clean(self) -> dict[str, object]:
+        cleaned = super().clean()
+        if cleaned.get("check_key") and not cleaned.get("api_key") and not self.has_stored_key:
+            self.add_error("api_key", "Enter a key to check.")
+        return cleaned
