@@ -15,7 +15,7 @@ find_python = for p in python3.14 python3.13 python3.12 python3 python \
 PYTHON ?= $(shell $(find_python))
 
 .DEFAULT_GOAL := run
-.PHONY: run test bench soak lint migrate install clean
+.PHONY: run test bench bench-capacity profile soak lint migrate install clean
 
 $(VENV)/.installed: pyproject.toml
 	@test -n "$(PYTHON)" || (echo "no Python >= 3.12 found; pass PYTHON=..." >&2; exit 1)
@@ -39,8 +39,18 @@ test: install
 	$(PY) manage.py makemigrations --check --dry-run -v0
 	$(PY) -m pytest $(PYTEST_ARGS)
 
+# Streaming benchmark (bench/stream_bench.py --help): the fake upstream vs /api/chat/openai vs /v1,
+# 1 stream, 100 concurrent and 1,000 concurrent; prints one table with the targets. A few minutes.
 bench: install
 	$(PY) bench/stream_bench.py $(BENCH_ARGS)
+
+# Only the 1,000-stream capacity run (errors and memory per open stream).
+bench-capacity: install
+	$(PY) bench/stream_bench.py --capacity $(BENCH_ARGS)
+
+# The 100-stream run with py-spy attached to the app: where its CPU time goes (bench/results/profile-*.txt).
+profile: install
+	$(PY) bench/stream_bench.py --profile api,v1 $(BENCH_ARGS)
 
 lint: install
 	$(PY) -m ruff check . || true

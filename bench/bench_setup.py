@@ -1,0 +1,39 @@
+"""Create (or reuse) benchmark users, each with a stored OpenAI key and a DRF token; print the tokens.
+
+One user per concurrent stream, so the per-user stream cap (MAX_STREAMS_PER_USER) stays on, as in
+production, without refusing the benchmark's streams. Run by stream_bench.py with the app's
+environment (DATABASE_URL, PROFILE_ENCRYPTION_KEYS, ...) after `manage.py migrate`:
+`python bench/bench_setup.py COUNT OPENAI_KEY` prints COUNT tokens, one a line.
+"""
+
+import os
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "chatproject.settings")
+
+import django  # noqa: E402
+
+django.setup()
+
+from django.contrib.auth import get_user_model  # noqa: E402
+from django.db import transaction  # noqa: E402
+from rest_framework.authtoken.models import Token  # noqa: E402
+
+from profiles.services import profile_for, profile_set_openai_key  # noqa: E402
+
+
+def main(count: int, api_key: str) -> None:
+    users = get_user_model().objects
+    with transaction.atomic():
+        for n in range(count):
+            username = f"bench-{n:04d}"
+            user, _ = users.get_or_create(username=username, defaults={"email": f"{username}@bench.invalid"})
+            profile_set_openai_key(profile=profile_for(user=user), api_key=api_key)
+            token, _ = Token.objects.get_or_create(user=user)
+            print(token.key)
+
+
+if __name__ == "__main__":
+    main(int(sys.argv[1]), sys.argv[2])
