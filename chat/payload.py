@@ -32,6 +32,10 @@ def parse_json_body(raw: bytes) -> Any:
         raise ApiError(400, "invalid_json", f"The request body is not valid JSON ({exc.msg}).") from None
 
 
+def _is_one_of(value: Any, names: frozenset[str]) -> bool:
+    return isinstance(value, str) and value in names  # `in` on a list or dict value would raise TypeError
+
+
 def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
@@ -44,7 +48,7 @@ def _check_content(content: Any, where: str, errors: dict[str, str]) -> None:
         return
     for index, part in enumerate(content):
         at = f"{where}[{index}]"
-        if not isinstance(part, dict) or part.get("type") not in PART_TYPES:
+        if not isinstance(part, dict) or not _is_one_of(part.get("type"), PART_TYPES):
             errors[at] = "Must be an object with type 'text' or 'image_url'."
         elif part["type"] == "text" and not isinstance(part.get("text"), str):
             errors[f"{at}.text"] = "Must be a string."
@@ -85,7 +89,7 @@ def validate_chat_request(body: Any) -> ChatRequest:
             if not isinstance(message, dict):
                 errors[at] = "Must be an object with 'role' and 'content'."
                 continue
-            if message.get("role") not in ROLES:
+            if not _is_one_of(message.get("role"), ROLES):
                 errors[f"{at}.role"] = "Must be one of: system, user, assistant."
             if "content" not in message:
                 errors[f"{at}.content"] = "Required."

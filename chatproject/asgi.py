@@ -14,11 +14,12 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "chatproject.settings")
 
 django_application = get_asgi_application()
 
-from chatproject.lifespan import with_lifespan  # noqa: E402  (needs settings configured)
+from chatproject.body_limit import limit_request_body  # noqa: E402  (needs settings configured)
+from chatproject.lifespan import with_lifespan  # noqa: E402
 from profiles.checks import raise_on_key_ring_errors  # noqa: E402  (needs apps loaded)
 
 raise_on_key_ring_errors()
 # uvicorn serves no static files; a reverse proxy in front may serve /static/ instead (SERVE_STATIC=false).
 if settings.SERVE_STATIC:
     django_application = ASGIStaticFilesHandler(django_application)
-application = with_lifespan(django_application)
+application = with_lifespan(limit_request_body(django_application))

@@ -166,6 +166,9 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    # The body size limit (413) and orjson's nesting limit (400) for DRF too (chat/api_parsers.py).
+    "DEFAULT_PARSER_CLASSES": [
+        "chat.api_parsers.JSONParser", "chat.api_parsers.FormParser", "chat.api_parsers.MultiPartParser"],
     "EXCEPTION_HANDLER": "chat.errors.drf_exception_handler",  # the one JSON error shape
     # Failed password logins at POST /api/token/ per client address: "5/min", "20/hour" (s, m, h, d).
     "DEFAULT_THROTTLE_RATES": {"login_failures": env.str("LOGIN_FAILURE_RATE", default="5/min")},

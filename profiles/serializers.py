@@ -78,9 +78,15 @@ class ProfileUpdateSerializer(serializers.Serializer):
         # A misspelt or read-only field must not be silently ignored: the caller would think it was saved.
         unknown = sorted(set(self.initial_data) - set(self.fields)) if isinstance(self.initial_data, dict) else []
         if unknown:
-            raise serializers.ValidationError({name: "Unknown field: only openai_api_key and "
+            raise serializers.ValidationError({_shortened(name): "Unknown field: only openai_api_key and "
                                                "openai_organization_id can be changed." for name in unknown})
         return attrs
+
+
+def _shortened(name: str) -> str:
+    # A "field name" as long as a key may be one (a JSON body sent as a form arrives as one long
+    # name): an error never repeats a key, so long names are cut to a recognisable start.
+    return name if len(name) < MIN_KEY_LENGTH else f"{name[:12]}... ({len(name)} characters)"
 
 
 class TokenRequestSerializer(serializers.Serializer):
