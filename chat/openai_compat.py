@@ -29,6 +29,7 @@ from profiles.services import OpenAICredentials, profile_openai_credentials
 from . import relay, upstream
 from .auth import authenticate
 from .errors import ApiError, settings_url
+from .limits import acquire_stream_slot
 from .model_rules import apply_model_rules
 from .payload import parse_json_body
 from .views import KEY_MISSING, KEY_UNREADABLE, STREAM_HEADERS, read_body
@@ -77,19 +78,29 @@ async def _chat_completions(request: HttpRequest) -> HttpResponse:
     user, profile = await _authenticate(request)
     params = _completion_params(parse_json_body(read_body(request)))
     credentials = _credentials(profile)
-    stream = params.get("stream") is True
-    # Opened before the response starts, so an error that comes first gets a real status.
-    response = await upstream.open_chat_completion(credentials=credentials, params=apply_model_rules(params))
-    if not stream:
-        return await _passthrough_json(response)
+    params = apply_model_rules(params)
+    # The per-user cap (429 past it) counts non-streaming calls too: they hold an upstream request as long.
+    slot = await acquire_stream_slot(user_id=user.pk)
+    if params.get("stream") is not True:
+        try:
+            return await _passthrough_json(await upstream.open_chat_completion(credentials=credentials, params=params))
+        finally:
+            await slot.release()
 
     def error_event(exc: Exception) -> bytes:
         return b"data: " + orjson.dumps({"error": _error_object(request, _broken_off(exc))}) + b"\n\n"
 
-    events = relay.sse_passthrough(
-        response, error_event=error_event, log_context=f"(/v1, user {user.pk}, model {params['model']})"
-    )
-    await anext(events)  # enter the relay's try/finally: from here on it always closes the upstream
+    try:
+        # Opened before the response starts, so an error that comes first gets a real status.
+        response = await upstream.open_chat_completion(credentials=credentials, params=params)
+        events = relay.sse_passthrough(
+            response, error_event=error_event, log_context=f"(/v1, user {user.pk}, model {params['model']})"
+        )
+        await anext(events)  # enter the relay's try/finally: from here on it always closes the upstream
+    except BaseException:  # an upstream error, or the client left while we waited
+        await slot.release()
+        raise
+    events = await slot.held_while(events)  # released when the stream ends, however it ends
     out = StreamingHttpResponse(events, content_type="text/event-stream", headers=STREAM_HEADERS)
     _copy_headers(response, out)
     return out

@@ -370,3 +370,28 @@ async def test_split_multibyte_text_passes_through_intact(live_app, fake_openai,
     events = sse_events(await stream_over_http(live_app, alice_token))
     text = "".join(orjson.loads(e)["choices"][0]["delta"].get("content") or "" for e in events[:-1])
     assert text == "".join(pieces)
+
+
+# --- the per-user cap on open upstream requests (chat/limits.py) ------------------------------
+
+async def test_past_the_per_user_cap_is_a_429_in_openai_shape(fake_openai, alice, alice_token, settings):
+    from django.core.cache import cache
+
+    from chat.limits import acquire_stream_slot
+
+    settings.MAX_STREAMS_PER_USER = 1
+    cache.clear()
+    held = await acquire_stream_slot(user_id=alice.pk)  # alice has one answer streaming elsewhere
+    for stream in (True, False):
+        response, content = await post(completion_body(stream=stream), token=alice_token)
+        error = await openai_error(response, content, 429, "too_many_streams")
+        assert error["type"] == "rate_limit_error"
+    assert fake_openai.requests == []
+    await held.release()
+    for stream in (True, False, True):  # each call gives its slot back, errors included
+        response, _ = await post(completion_body(stream=stream), token=alice_token)
+        assert response.status_code == 200
+    response, _ = await post(completion_body(model="no-such-model"), token=alice_token)
+    assert response.status_code == 400
+    response, _ = await post(completion_body(stream=True), token=alice_token)
+    assert response.status_code == 200
