@@ -13,6 +13,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.admin import UserAdmin
 from django.db.models import QuerySet
 from django.http import HttpRequest
+from django.utils import formats, timezone
 
 from .forms import new_key_field, organization_field
 from .models import Profile
@@ -60,11 +61,11 @@ class ProfileAdminForm(forms.ModelForm):
 
 
 class HasKeyFilter(admin.SimpleListFilter):
-    title = "has OpenAI key"
+    title = "OpenAI key"
     parameter_name = "has_key"
 
     def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list[tuple[str, str]]:
-        return [("yes", "Yes"), ("no", "No")]
+        return [("yes", "Set"), ("no", "Not set")]
 
     def queryset(self, request: HttpRequest, queryset: QuerySet[Profile]) -> QuerySet[Profile]:
         # An empty column means no key; any stored value is a (non-empty) ciphertext.
@@ -81,13 +82,19 @@ def has_key(profile: Profile) -> bool:
 
 
 @admin.display(description="Key hint")
-def key_hint(profile: Profile) -> str:
-    return profile.openai_api_key_hint or "—"
+def key_hint(profile: Profile) -> str | None:
+    return profile.openai_api_key_hint
+
+
+@admin.display(description="Organization", ordering="openai_organization_id")
+def organization(profile: Profile) -> str | None:
+    return profile.openai_organization_id or None
 
 
 @admin.display(description="Key last changed")
-def key_updated(profile: Profile) -> Any:
-    return profile.openai_api_key_updated_at or "—"
+def key_updated(profile: Profile) -> str | None:
+    changed = profile.openai_api_key_updated_at
+    return formats.localize(timezone.template_localtime(changed)) if changed else None
 
 
 READONLY = (key_hint, key_updated, "updated_at")
@@ -97,15 +104,14 @@ FORM_FIELDS = ("openai_organization_id", "new_openai_api_key", "clear_openai_api
 @admin.register(Profile)
 class ProfileAdmin(admin.ModelAdmin):
     form = ProfileAdminForm
-    list_display = ("user", has_key, key_hint, "openai_organization_id", "updated_at")
+    list_display = ("user", has_key, key_hint, organization, "updated_at")
     list_select_related = ("user",)
     list_filter = (HasKeyFilter,)
     search_fields = ("user__username", "user__email")
     readonly_fields = ("user", *READONLY)
     fieldsets = (
-        (None, {"fields": ("user",)}),
+        (None, {"fields": ("user", "updated_at")}),
         ("OpenAI", {"fields": (*READONLY[:2], *FORM_FIELDS)}),
-        ("History", {"fields": ("updated_at",)}),
     )
     actions = ["clear_openai_key"]
 

@@ -96,12 +96,13 @@ def _save(request: HttpRequest, form: OpenAISettingsForm, profile: Profile) -> N
     if data["api_key"]:
         verb = "replaced" if profile.has_openai_api_key else "saved"
         profile_set_openai_key(profile=profile, api_key=data["api_key"])
-        done.append(f"Your OpenAI API key was {verb} ({profile.openai_api_key_hint}).")
+        accepted = " and OpenAI accepted it" if data["check_key"] else ""
+        done.append(f"Your OpenAI API key was {verb} ({profile.openai_api_key_hint}){accepted}.")
+    elif data["check_key"]:
+        done.append(f"OpenAI accepted your key ({profile.openai_api_key_hint}).")
     if data["organization_id"] != profile.openai_organization_id:
         profile_set_organization(profile=profile, organization_id=data["organization_id"])
         done.append("Organization ID saved." if data["organization_id"] else "Organization ID removed.")
-    if data["check_key"]:
-        done.append(f"OpenAI accepted the key ({profile.openai_api_key_hint}).")
     if done:
         messages.success(request, " ".join(done))
     else:

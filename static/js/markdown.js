@@ -202,10 +202,10 @@ function list(lines, start, parent) {
   return i;
 }
 
+// A tight list item shows its one paragraph inline; an item with several keeps them apart.
 function unwrapParagraphs(li) {
-  for (const child of Array.from(li.children)) {
-    if (child.tagName === "P") child.replaceWith(...child.childNodes);
-  }
+  const paragraphs = Array.from(li.children).filter((child) => child.tagName === "P");
+  if (paragraphs.length === 1) paragraphs[0].replaceWith(...paragraphs[0].childNodes);
 }
 
 function isTableStart(lines, i) {
