@@ -81,7 +81,7 @@ def _api_error_from_drf(exc: drf_exceptions.APIException) -> ApiError:
     if getattr(exc, "auth_header", None):
         headers["WWW-Authenticate"] = exc.auth_header  # type: ignore[attr-defined]
     if getattr(exc, "wait", None):
-        headers["Retry-After"] = "%d" % exc.wait  # type: ignore[attr-defined]
+        headers["Retry-After"] = str(int(exc.wait))  # type: ignore[attr-defined]
 
     if isinstance(exc, drf_exceptions.ValidationError):
         fields = _flatten_errors(exc.detail, "")

@@ -83,7 +83,8 @@ async def _chat_completions(request: HttpRequest) -> HttpResponse:
     slot = await acquire_stream_slot(user_id=user.pk)
     if params.get("stream") is not True:
         try:
-            return await _passthrough_json(await upstream.open_chat_completion(credentials=credentials, params=params))
+            response = await upstream.open_chat_completion(credentials=credentials, params=params)
+            return await _passthrough_json(response)
         finally:
             await slot.release()
 
@@ -175,7 +176,7 @@ def _copy_headers(response: AsyncAPIResponse[Any], out: HttpResponse) -> None:
 
 def _broken_off(exc: BaseException) -> ApiError:
     """The upstream failed after its response began (mid-body or mid-stream)."""
-    if isinstance(exc, httpx2.TimeoutException):
+    if isinstance(exc, (httpx2.TimeoutException, TimeoutError)):  # the SDK's transport, or aiohttp's own
         return ApiError(504, "openai_timeout", f"OpenAI stopped sending the answer (nothing for "
                         f"{settings.OPENAI_TIMEOUT:g} seconds). Please try again.")
     return ApiError(502, "openai_interrupted", "The answer from OpenAI broke off before it was complete. "

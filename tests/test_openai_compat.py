@@ -121,7 +121,7 @@ async def test_body_cannot_override_credentials_base_url_or_organization(fake_op
                            base_url="http://evil.example/v1", api_base="http://evil.example/v1",
                            extra_headers={"Authorization": "Bearer sk-attacker"}, extra_query={"x": "1"},
                            headers={"OpenAI-Organization": "org-evil"})
-    response, content = await post(body, token=alice_token)
+    response, _ = await post(body, token=alice_token)
     assert response.status_code == 200
     sent = fake_openai.last_request
     assert sent.headers["authorization"] == f"Bearer {ALICE_KEY}"
