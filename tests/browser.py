@@ -19,7 +19,17 @@ from typing import Any, TypeVar
 import pytest
 
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu"]
+# This machine has no network but loopback: without the background-networking flags Chromium keeps
+# trying (and failing) to reach its own services.
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+]
 VIEWPORT = {"width": 1280, "height": 820}
 T = TypeVar("T")
 
