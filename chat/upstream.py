@@ -74,12 +74,15 @@ async def open_chat_completion(*, credentials: OpenAICredentials, params: dict[s
     The caller owns the returned response and must `await response.close()`. Raises ApiError.
     """
     params = dict(params)
-    model, messages = params.pop("model"), params.pop("messages")
+    model = params.pop("model")
     completions = client_for(credentials).chat.completions.with_streaming_response
 
     async def send() -> AsyncAPIResponse[Any]:
-        # extra_body carries the remaining fields verbatim (the /v1 endpoint passes unknown ones on).
-        return await completions.create(model=model, messages=messages, extra_body=params).__aenter__()
+        # extra_body carries every other field verbatim (the /v1 endpoint passes unknown ones on),
+        # `messages` included: it replaces the empty list in the body. Passed as `messages=`, the SDK
+        # walks each message against its TypedDict annotations (~0.13 ms of CPU per message, per
+        # request: 2.7 ms for a 21-message conversation) and sends the same JSON.
+        return await completions.create(model=model, messages=[], extra_body=params).__aenter__()
 
     return await _with_retries(send, credentials)
 
