@@ -100,7 +100,7 @@ async def sse_passthrough(
     try:
         yield b""
         tail = b""
-        async for chunk in response.http_response.aiter_bytes():
+        async for chunk in body_chunks(response):
             yield chunk
             tail = chunk[-_DONE_TAIL:] if len(chunk) >= _DONE_TAIL else (tail + chunk)[-_DONE_TAIL:]
         if not tail.rstrip().endswith(b"[DONE]"):
@@ -116,3 +116,18 @@ async def sse_passthrough(
 
 
 _DONE_TAIL = len(b"data: [DONE]\n\n") + 4  # room for \r\n line ends
+
+
+def body_chunks(response: AsyncAPIResponse[Any]) -> AsyncIterator[bytes]:
+    """The response body as it arrives, each network read whole (text_deltas' fast path, shared).
+
+    From the aiohttp response the SDK's transport wraps when nothing needs decoding (skipping
+    httpx2's four generator layers), else through the SDK. A read timeout surfaces as TimeoutError
+    (aiohttp) or httpx2.TimeoutException (SDK).
+    """
+    http_response = response.http_response
+    aiohttp_response = getattr(getattr(http_response.stream, "_stream", None), "_aiohttp_response", None)
+    content = getattr(aiohttp_response, "content", None)
+    if content is not None and "content-encoding" not in http_response.headers:
+        return content.iter_any()
+    return http_response.aiter_bytes()
