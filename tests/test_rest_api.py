@@ -15,6 +15,7 @@ from rest_framework.test import APIClient
 
 from profiles.models import Profile
 from profiles.services import profile_openai_credentials
+from tests.browser import browser_page  # noqa: F401  (fixture)
 from tests.conftest import ALICE_KEY, PASSWORD
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -304,3 +305,12 @@ def test_docs_page_loads_everything_from_this_server(transactional_db):
     for url in urls:
         if url.startswith("/static/"):
             assert finders.find(url.removeprefix("/static/")), url  # shipped by drf-spectacular-sidecar
+
+
+@pytest.mark.browser
+def test_docs_page_works_in_a_browser_under_the_csp(browser_page):
+    """Swagger UI from the sidecar's files: it renders every endpoint, with no CSP violation or script error."""
+    browser_page.goto("/api/docs/")
+    browser_page.wait_for_selector(".opblock-summary-path")
+    paths = set(browser_page.locator(".opblock-summary-path").all_inner_texts())
+    assert {"/api/profile/", "/api/token/", "/v1/chat/completions", "/v1/models", "/api/chat/openai"} <= paths
