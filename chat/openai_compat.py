@@ -12,7 +12,6 @@ Plain async Django views (DRF has none): auth -> body -> the user's key -> model
 upstream -> relay -> response, as in views.py.
 """
 
-import logging
 from typing import Any
 
 import httpx2
@@ -33,8 +32,6 @@ from .limits import acquire_stream_slot
 from .model_rules import apply_model_rules
 from .payload import parse_json_body
 from .views import KEY_MISSING, KEY_UNREADABLE, STREAM_HEADERS, read_body
-
-logger = logging.getLogger(__name__)
 
 # Client options, not request parameters: where the request goes and with whose credentials is
 # ours to decide. (The SDKs never put these in the body; a hand-made request might.)
