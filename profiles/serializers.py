@@ -1,18 +1,13 @@
 """Input and output shapes of the REST API (profiles/api.py). Writes go through services.py."""
 
-import re
 from typing import Any
 
 from rest_framework import serializers
 
+# The settings page's rules, so a key the page refuses is refused here too (Django's
+# ValidationError from a validator becomes a DRF field error).
+from .forms import KEY_MAX_LENGTH, KEY_MIN_LENGTH, validate_openai_key_format, validate_organization_id
 from .models import Profile
-
-# Keys and organization IDs go into HTTP headers: printable ASCII, no spaces. The rule is loose on
-# purpose (OPENAI_BASE_URL may point at an OpenAI-compatible server with its own key format); it
-# catches pasted sentences, quotes, line breaks and truncated copies, not every typo.
-_HEADER_TOKEN = re.compile(r"[\x21-\x7e]+")
-MIN_KEY_LENGTH = 20
-MAX_KEY_LENGTH = 512
 
 
 class StrictCharField(serializers.CharField):
@@ -43,35 +38,23 @@ class ProfileOutputSerializer(serializers.ModelSerializer):
 
 
 class ProfileUpdateSerializer(serializers.Serializer):
+    # Validators do not run on "" or null: both clear the field.
     openai_api_key = StrictCharField(
-        required=False, allow_null=True, allow_blank=True, write_only=True, max_length=MAX_KEY_LENGTH,
+        required=False, allow_null=True, allow_blank=True, write_only=True, max_length=KEY_MAX_LENGTH,
+        validators=[validate_openai_key_format],
         help_text='Write-only: stored encrypted and never returned. "" or null removes the stored key.',
     )
     openai_organization_id = StrictCharField(
         required=False, allow_null=True, allow_blank=True,
         max_length=Profile._meta.get_field("openai_organization_id").max_length,
-        help_text='Sent to OpenAI as the OpenAI-Organization header; "" or null removes it.',
+        validators=[validate_organization_id],
+        help_text='Sent to OpenAI as the OpenAI-Organization header ("org-..."); "" or null removes it.',
     )
 
     def validate_openai_api_key(self, value: str | None) -> str:
-        if not value:
-            return ""
-        if not _HEADER_TOKEN.fullmatch(value):
-            raise serializers.ValidationError(
-                "This does not look like an API key: it contains spaces or characters a key never has."
-            )
-        if len(value) < MIN_KEY_LENGTH:
-            raise serializers.ValidationError(
-                f"This does not look like an API key: it is too short (keys have {MIN_KEY_LENGTH}+ characters)."
-            )
-        return value
+        return value or ""
 
     def validate_openai_organization_id(self, value: str | None) -> str:
-        if value and not _HEADER_TOKEN.fullmatch(value):
-            raise serializers.ValidationError(
-                "This does not look like an organization ID (e.g. 'org-...'): it contains spaces or "
-                "characters an ID never has."
-            )
         return value or ""
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
@@ -86,7 +69,7 @@ class ProfileUpdateSerializer(serializers.Serializer):
 def _shortened(name: str) -> str:
     # A "field name" as long as a key may be one (a JSON body sent as a form arrives as one long
     # name): an error never repeats a key, so long names are cut to a recognisable start.
-    return name if len(name) < MIN_KEY_LENGTH else f"{name[:12]}... ({len(name)} characters)"
+    return name if len(name) < KEY_MIN_LENGTH else f"{name[:12]}... ({len(name)} characters)"
 
 
 class TokenRequestSerializer(serializers.Serializer):

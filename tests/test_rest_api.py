@@ -232,12 +232,13 @@ def test_patch_without_the_key_field_keeps_the_key(alice, alice_token):
 @pytest.mark.parametrize(
     ("change", "field", "needle"),
     [
-        ({"openai_api_key": "my key is sk-abc 123456789012345"}, "openai_api_key", "does not look like an API key"),
+        ({"openai_api_key": "my key is sk-abc 123456789012345"}, "openai_api_key", "no spaces"),
+        ({"openai_api_key": "pk-live-0123456789abcdefghijkl"}, "openai_api_key", "start with “sk-”"),
         ({"openai_api_key": "sk-short"}, "openai_api_key", "too short"),
-        ({"openai_api_key": "sk-" + "x" * 600}, "openai_api_key", "no more than 512"),
+        ({"openai_api_key": "sk-" + "x" * 600}, "openai_api_key", "no more than 500"),
         ({"openai_api_key": 12345678901234567890123}, "openai_api_key", "Must be a string"),
         ({"openai_api_key": ["sk-in-a-list-0123456789abcdef"]}, "openai_api_key", "Must be a string"),
-        ({"openai_organization_id": "org with spaces"}, "openai_organization_id", "organization ID"),
+        ({"openai_organization_id": "org with spaces"}, "openai_organization_id", "looks like “org-…”"),
         ({"openai_organization_id": {"id": "org-1"}}, "openai_organization_id", "Must be a string"),
         ({"openai_api_key_hint": "sk-...hack"}, "openai_api_key_hint", "Unknown field"),
         ({"user": 1}, "user", "Unknown field"),
