@@ -15,7 +15,7 @@ must not take it down.
 import logging
 import secrets
 from collections.abc import AsyncIterator, Callable
-from contextlib import aclosing
+from contextvars import ContextVar
 from typing import Any
 
 from asgiref.sync import sync_to_async
@@ -86,26 +86,72 @@ class StreamSlot:
         except Exception:  # the slot expires on its own
             logger.warning("could not release stream slot %s", key, exc_info=True)
 
-    async def held_while(self, stream: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
-        """`stream`, releasing this slot once it ends: completed, failed or cancelled.
+    async def held_while(self, stream: AsyncIterator[bytes]) -> "ReleasingStream":
+        """`stream` (primed: see relay.text_deltas), for the response: see ReleasingStream."""
+        return ReleasingStream(stream, self)
 
-        Takes a primed stream (see relay.text_deltas) and returns one primed the same way, so its
-        `finally` runs even if the response is dropped before the first chunk.
-        """
-        if self.key is None:
-            return stream
-        wrapped = self._release_after(stream)
-        await anext(wrapped)
-        return wrapped
 
-    async def _release_after(self, stream: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+class ReleasingStream:
+    """A response body that closes its upstream stream and frees its slot exactly once: when it
+    ends or fails, or at the latest when the request is over (see closing_abandoned_streams).
+    """
+
+    __slots__ = ("_stream", "_slot", "_closed")
+
+    def __init__(self, stream: AsyncIterator[bytes], slot: StreamSlot) -> None:
+        self._stream = stream
+        self._slot = slot
+        self._closed = False
+        abandoned = _request_streams.get()
+        if abandoned is not None:
+            abandoned.append(self)
+
+    def __aiter__(self) -> "ReleasingStream":
+        return self
+
+    async def __anext__(self) -> bytes:
         try:
-            async with aclosing(stream):  # type: ignore[type-var]  # async generators have aclose()
-                yield b""
-                async for chunk in stream:
-                    yield chunk
+            return await anext(self._stream)
+        except BaseException:  # the end (StopAsyncIteration), a failure, or cancellation
+            await self.aclose()
+            raise
+
+    async def aclose(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            await self._stream.aclose()  # type: ignore[attr-defined]  # an async generator
         finally:
-            await self.release()
+            await self._slot.release()
+
+
+# The response bodies made while serving the current request (set per request by the ASGI app).
+_request_streams: ContextVar[list[ReleasingStream] | None] = ContextVar("request_streams", default=None)
+
+
+def closing_abandoned_streams(app: Any) -> Any:
+    """ASGI middleware: once a request is over, close any response body it left open.
+
+    Django does not always close the body of a response that never finished: when the client
+    leaves while a chunk is being sent, the body's iterator is abandoned, and when it leaves while
+    the middleware are still handling the response, the response itself is dropped. Either way the
+    upstream connection and the stream slot would wait for the garbage collector.
+    """
+
+    async def application(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return await app(scope, receive, send)
+        streams: list[ReleasingStream] = []
+        token = _request_streams.set(streams)
+        try:
+            await app(scope, receive, send)
+        finally:
+            _request_streams.reset(token)
+            for stream in streams:
+                await stream.aclose()  # nothing to do for those that ended
+
+    return application
 
 
 async def acquire_stream_slot(*, user_id: int) -> StreamSlot:

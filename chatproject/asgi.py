@@ -14,7 +14,8 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "chatproject.settings")
 
 django_application = get_asgi_application()
 
-from chatproject.body_limit import limit_request_body  # noqa: E402  (needs settings configured)
+from chat.limits import closing_abandoned_streams  # noqa: E402  (needs settings configured)
+from chatproject.body_limit import limit_request_body  # noqa: E402
 from chatproject.lifespan import with_lifespan  # noqa: E402
 from profiles.checks import raise_on_key_ring_errors  # noqa: E402  (needs apps loaded)
 
@@ -22,4 +23,4 @@ raise_on_key_ring_errors()
 # uvicorn serves no static files; a reverse proxy in front may serve /static/ instead (SERVE_STATIC=false).
 if settings.SERVE_STATIC:
     django_application = ASGIStaticFilesHandler(django_application)
-application = with_lifespan(limit_request_body(django_application))
+application = with_lifespan(limit_request_body(closing_abandoned_streams(django_application)))

@@ -108,7 +108,11 @@ class LiveASGIServer:
         self.thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self) -> None:
-        asyncio.run(self.server.serve(sockets=[self.sock]))
+        asyncio.run(self._serve())
+
+    async def _serve(self) -> None:
+        self.loop = asyncio.get_running_loop()  # tests count the tasks left on the server's loop
+        await self.server.serve(sockets=[self.sock])
 
     def start(self) -> None:
         self.thread.start()

@@ -318,3 +318,28 @@ async def test_a_killed_worker_cannot_lock_its_user_out(two_workers, fake_openai
         assert status == 200  # ...until its TTL (6 s here) runs out
         assert time.monotonic() - started < 12
     assert psutil.Process(server.pid).is_running()
+
+
+async def test_a_response_dropped_before_it_was_sent_still_gives_everything_back(alice):
+    """Django drops a response when the client leaves while middleware still handle it; the ASGI
+    wrapper closes its body (and the upstream stream in it) once the request is over."""
+    from chat.limits import closing_abandoned_streams
+
+    closed = []
+
+    async def upstream_stream():
+        try:
+            yield b""
+            yield b"never sent"
+        finally:
+            closed.append(True)
+
+    async def app(scope, receive, send):
+        slot = await acquire_stream_slot(user_id=alice.pk)
+        stream = upstream_stream()
+        await anext(stream)
+        await slot.held_while(stream)  # ...and the response holding it is dropped
+
+    await closing_abandoned_streams(app)({"type": "http"}, None, None)
+    assert closed == [True]
+    await (await acquire_stream_slot(user_id=alice.pk)).release()  # the cap of 1 is free again
