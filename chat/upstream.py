@@ -2,8 +2,8 @@
 
 One `AsyncOpenAI` (on the SDK's aiohttp transport) per event loop and base URL, so requests share a
 connection pool and TLS context instead of building both per request (that alone cost ~1 s of
-first-byte latency under load in the reference measurements). The user's key and organization are
-applied per call with `with_options`, which copies the client but shares its pool.
+first-byte latency under load in the reference measurements). The user's key and organization go
+in each call's own headers (request_options), so no client is ever configured for one user.
 
 Errors become `ApiError`s with messages that never quote the key (OpenAI's own 401 message does).
 """
@@ -44,7 +44,7 @@ def pooled_client() -> openai.AsyncOpenAI:
     if client is None:
         timeout = httpx2.Timeout(settings.OPENAI_TIMEOUT, connect=settings.OPENAI_CONNECT_TIMEOUT)
         client = openai.AsyncOpenAI(
-            api_key="per-request",  # replaced by every call's with_options
+            api_key="per-request",  # replaced by every call's Authorization header (request_options)
             base_url=base_url,
             timeout=timeout,
             max_retries=0,  # retries are ours: only before streaming, never for quota errors
@@ -59,13 +59,21 @@ def pooled_client() -> openai.AsyncOpenAI:
     return client
 
 
-def client_for(credentials: OpenAICredentials) -> openai.AsyncOpenAI:
-    return pooled_client().with_options(
-        api_key=credentials.api_key,
-        organization=credentials.organization,
+def request_options(credentials: OpenAICredentials) -> dict[str, Any]:
+    """Per-call options that carry one user's credentials on the shared client.
+
+    Not `with_options(api_key=...)`: that copies the client for every request (~0.15 ms), and each
+    copy works out its platform headers again in a worker thread on its first request: a thread hop
+    per request. These headers win over the client's own (the SDK merges per-call headers last).
+    """
+    headers = {"Authorization": f"Bearer {credentials.api_key}"}
+    if credentials.organization:
+        headers["OpenAI-Organization"] = credentials.organization
+    return {
+        "extra_headers": headers,
         # Per call, so a settings change applies without rebuilding the pool.
-        timeout=httpx2.Timeout(settings.OPENAI_TIMEOUT, connect=settings.OPENAI_CONNECT_TIMEOUT),
-    )
+        "timeout": httpx2.Timeout(settings.OPENAI_TIMEOUT, connect=settings.OPENAI_CONNECT_TIMEOUT),
+    }
 
 
 async def open_chat_completion(*, credentials: OpenAICredentials, params: dict[str, Any]) -> AsyncAPIResponse[Any]:
@@ -75,14 +83,15 @@ async def open_chat_completion(*, credentials: OpenAICredentials, params: dict[s
     """
     params = dict(params)
     model = params.pop("model")
-    completions = client_for(credentials).chat.completions.with_streaming_response
+    completions = pooled_client().chat.completions.with_streaming_response
+    options = request_options(credentials)
 
     async def send() -> AsyncAPIResponse[Any]:
         # extra_body carries every other field verbatim (the /v1 endpoint passes unknown ones on),
         # `messages` included: it replaces the empty list in the body. Passed as `messages=`, the SDK
         # walks each message against its TypedDict annotations (~0.13 ms of CPU per message, per
         # request: 2.7 ms for a 21-message conversation) and sends the same JSON.
-        return await completions.create(model=model, messages=[], extra_body=params).__aenter__()
+        return await completions.create(model=model, messages=[], extra_body=params, **options).__aenter__()
 
     return await _with_retries(send, credentials)
 
@@ -91,7 +100,8 @@ async def get_models(*, credentials: OpenAICredentials) -> AsyncAPIResponse[Any]
     """GET /models; the caller reads and closes the response. Raises ApiError."""
 
     async def send() -> AsyncAPIResponse[Any]:
-        return await client_for(credentials).models.with_streaming_response.list().__aenter__()
+        models = pooled_client().models.with_streaming_response
+        return await models.list(**request_options(credentials)).__aenter__()
 
     return await _with_retries(send, credentials)
 
