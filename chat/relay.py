@@ -30,20 +30,10 @@ async def text_deltas(response: AsyncAPIResponse[Any], *, log_context: str = "")
     """
     try:
         yield b""
-        http_response = response.http_response
-        # The SDK's aiohttp transport hands the body through four nested async generators (httpx2's
-        # aiter_bytes and aiter_raw, its timing wrapper, the transport's stream): ~4 µs per chunk,
-        # an eighth of this relay's CPU. With no Content-Encoding to decode, read the aiohttp stream
-        # the transport wraps (same connection, same read timeout); otherwise, or if the SDK's
-        # internals change shape, the SDK's own iterator.
-        aiohttp_response = getattr(getattr(http_response.stream, "_stream", None), "_aiohttp_response", None)
-        content = getattr(aiohttp_response, "content", None)
-        if content is not None and "content-encoding" not in http_response.headers:
-            chunks: AsyncIterator[bytes] = content.iter_any()
-        else:
-            chunks = http_response.aiter_bytes()
         buffer = b""
-        async for chunk in chunks:
+        # body_chunks skips the SDK's four generator layers when it can: ~4 µs per chunk, an eighth
+        # of this relay's CPU.
+        async for chunk in body_chunks(response):
             buffer += chunk
             if b"\n" not in chunk:
                 continue
