@@ -52,6 +52,12 @@ bench-capacity: install
 profile: install
 	$(PY) bench/stream_bench.py --profile api,v1 $(BENCH_ARGS)
 
+# Soak (bench/soak.py --help): 2 workers, 200 streams for 3 minutes, 10% cut by clients, 5% failed
+# upstream; prints requests served, errors by kind, leaked upstream streams and memory growth.
+# PostgreSQL with DATABASE_URL=postgres://..., the stream cap shared with REDIS_URL=redis://...
+soak: install
+	$(PY) bench/soak.py $(SOAK_ARGS)
+
 lint: install
 	$(PY) -m ruff check . || true
 

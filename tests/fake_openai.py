@@ -14,6 +14,8 @@ Endpoints
     Otherwise a ``chat.completion`` JSON object with the concatenated content and usage.
 ``GET /v1/models`` and ``GET /v1/models/{id}``
     A fixed list (gpt-4o, gpt-4o-mini, o3-mini, gpt-5).
+``GET /_fake/stats``
+    The stream counters below as JSON (no auth): for a fake running in another process.
 Anything else
     404 with OpenAI's ``Invalid URL (METHOD /path)`` error body.
 
@@ -58,7 +60,9 @@ CLI (benchmarks)
 ::
 
     python tests/fake_openai.py --host 127.0.0.1 --port 9100 --chunks 200 --gap-ms 20 \\
-        [--first-delay-ms 0]
+        [--first-delay-ms 0] [--fail-rate 0.05]
+
+``--fail-rate`` drops that share of streams part-way (like ``fail_after``, at a random piece).
 
 Runs in the foreground on uvloop when installed and prints one line
 ``fake-openai listening on http://HOST:PORT/v1``.
@@ -73,6 +77,7 @@ import itertools
 import json
 import math
 import os
+import random
 import signal
 import sys
 import threading
@@ -296,12 +301,14 @@ class FakeOpenAI:
         chunks: int = 5,
         gap: float = 0.0,
         first_delay: float = 0.0,
+        fail_rate: float = 0.0,
     ) -> None:
         self.host = host
         self.port = port
         self.default_chunks = chunks
         self.default_gap = gap
         self.default_first_delay = first_delay
+        self.fail_rate = fail_rate  # share of streams dropped mid-way, at random (soak runs)
 
         self.requests: list[RecordedRequest] = []
         self.streams_started = 0
@@ -369,6 +376,17 @@ class FakeOpenAI:
             if time.monotonic() >= deadline:
                 raise TimeoutError(f"condition not met within {timeout}s; {self._counters()}")
             time.sleep(0.01)
+
+    def stats(self) -> dict[str, int]:
+        """The counters, also served at ``GET /_fake/stats`` (for a fake in another process)."""
+        return {
+            "requests": len(self.requests),
+            "streams_started": self.streams_started,
+            "streams_completed": self.streams_completed,
+            "streams_cancelled": self.streams_cancelled,
+            "streams_aborted": self.streams_aborted,
+            "open_streams": self.open_streams,
+        }
 
     def _counters(self) -> str:
         return (
@@ -472,6 +490,8 @@ class FakeOpenAI:
         path, method = request.path, request.method
         if path == "/v1/chat/completions" and method == "POST":
             return await self._chat(request, body, parsed)
+        if path == "/_fake/stats" and method == "GET":
+            return self._json(200, self.stats())
         if path == "/v1/models" and method == "GET":
             return self._auth_error(request) or self._json(
                 200, {"object": "list", "data": [self._model(m) for m in MODEL_IDS]}
@@ -749,6 +769,8 @@ class FakeOpenAI:
     ) -> web.StreamResponse:
         scenario = plan.scenario
         fail_after = scenario.fail_after if scenario else None
+        if scenario is None and self.fail_rate and random.random() < self.fail_rate and len(plan.pieces) > 1:
+            fail_after = random.randrange(1, len(plan.pieces))
         stall_after = scenario.stall_after if scenario else None
         malformed_after = scenario.malformed_after if scenario else None
         split = bool(scenario and scenario.split_bytes)
@@ -903,6 +925,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--first-delay-ms", type=float, default=0.0, help="delay before the response starts"
     )
+    parser.add_argument(
+        "--fail-rate", type=float, default=0.0,
+        help="share of streams that drop the connection part-way, chosen at random (0.05 = 5%%)",
+    )
     args = parser.parse_args(argv)
     server = FakeOpenAI(
         host=args.host,
@@ -910,6 +936,7 @@ def main(argv: list[str] | None = None) -> None:
         chunks=args.chunks,
         gap=args.gap_ms / 1000,
         first_delay=args.first_delay_ms / 1000,
+        fail_rate=args.fail_rate,
     )
     loop_factory: Callable[[], asyncio.AbstractEventLoop] | None = None
     try:  # uvloop roughly halves the per-chunk event-loop overhead
