@@ -67,6 +67,13 @@ TEMPLATES = [
 DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}")}
 # Streams hold no transaction; a persistent connection per thread saves a connect per request.
 DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("CONN_MAX_AGE", default=0))
+# PostgreSQL: a connection pool per worker process. Every request runs its queries on a thread of
+# its own, so without one a burst of requests opens as many connections at once and, past the
+# server's max_connections, fails with 500s; with it the burst waits for a free connection.
+DB_POOL_SIZE: int = env.int("DB_POOL_SIZE", default=10)
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and DB_POOL_SIZE > 0:
+    DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
+        "min_size": 1, "max_size": DB_POOL_SIZE, "timeout": 30}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # Local memory unless REDIS_URL is set (then shared by every worker process).
