@@ -12,6 +12,8 @@ If the cache cannot be reached the stream is allowed (logged): the cap protects 
 must not take it down.
 """
 
+import asyncio
+import contextlib
 import logging
 import secrets
 from collections.abc import AsyncIterator, Callable
@@ -40,9 +42,13 @@ def too_many_streams(limit: int) -> ApiError:
     )
 
 
-async def _call(fn: Callable[..., Any], *args: Any) -> Any:
+def _in_process() -> bool:
     # Local memory is a dict behind a lock: no I/O, so no thread hop. Redis is a network call.
-    if isinstance(caches["default"], (LocMemCache, DummyCache)):
+    return isinstance(caches["default"], (LocMemCache, DummyCache))
+
+
+async def _call(fn: Callable[..., Any], *args: Any) -> Any:
+    if _in_process():
         return fn(*args)
     return await sync_to_async(fn, thread_sensitive=False)(*args)
 
@@ -96,7 +102,7 @@ class ReleasingStream:
     ends or fails, or at the latest when the request is over (see closing_abandoned_streams).
     """
 
-    __slots__ = ("_stream", "_slot", "_closed")
+    __slots__ = ("_closed", "_slot", "_stream")
 
     def __init__(self, stream: AsyncIterator[bytes], slot: StreamSlot) -> None:
         self._stream = stream
@@ -161,10 +167,24 @@ async def acquire_stream_slot(*, user_id: int) -> StreamSlot:
         return StreamSlot(None)
     token = secrets.token_hex(8)
     try:
-        key = await _call(_take_slot, user_id, limit, token, settings.STREAM_SLOT_TTL)
+        key = await _take_slot_async(user_id, limit, token)
     except Exception:
         logger.warning("stream cap unavailable (cache error); allowing the stream", exc_info=True)
         return StreamSlot(None)
     if key is None:
         raise too_many_streams(limit)
     return StreamSlot(key, token)
+
+
+async def _take_slot_async(user_id: int, limit: int, token: str) -> str | None:
+    if _in_process():
+        return _take_slot(user_id, limit, token, settings.STREAM_SLOT_TTL)
+    taking = asyncio.ensure_future(_call(_take_slot, user_id, limit, token, settings.STREAM_SLOT_TTL))
+    try:
+        return await asyncio.shield(taking)
+    except asyncio.CancelledError:
+        # The client left while a worker thread was taking the slot. The thread carries on
+        # regardless, so give back whatever it took rather than leave it to the TTL.
+        with contextlib.suppress(Exception):
+            await StreamSlot(await taking, token).release()
+        raise

@@ -11,12 +11,13 @@ without Content-Length, since uvicorn's framing is part of the path.
 import asyncio
 import json
 from collections import Counter
-from typing import Any
 
 import aiohttp
 import pytest
 from django.test import AsyncClient
-from hypothesis import HealthCheck, given, settings as hypothesis_settings, strategies as st
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 from rest_framework.authtoken.models import Token
 
 from tests.conftest import make_user

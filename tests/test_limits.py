@@ -264,19 +264,25 @@ async def test_two_workers_share_the_cap_through_redis(two_workers, fake_openai)
     headers = {"Authorization": f"Token {token}"}
     body = json.dumps(chat_body())
 
-    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
-        async def attempt() -> tuple[int, aiohttp.ClientResponse]:
-            resp = await session.post(url + CHAT_URL, data=body, headers=headers)
-            if resp.status != 200:
-                await resp.read()  # the connection goes back to the pool, still open on its worker
-            return resp.status, resp
+    sessions: list[aiohttp.ClientSession] = []
 
-        results = await asyncio.gather(*(attempt() for _ in range(24)))
-        statuses = sorted(status for status, _ in results)
-        per_worker = _connections_per_worker(server, port)
-        assert statuses == [200] + [429] * 23, statuses
-        # Both processes answered some of these requests, so the count really was shared.
+    async def attempt() -> tuple[int, aiohttp.ClientResponse]:
+        sessions.append(session := aiohttp.ClientSession())  # a connection of its own, kept open
+        resp = await session.post(url + CHAT_URL, data=body, headers=headers)
+        if resp.status != 200:
+            await resp.read()  # the connection goes back to its pool, still open on its worker
+        return resp.status, resp
+
+    try:
+        # A burst first, then one at a time until both workers hold some of these connections (the
+        # kernel picks the worker): then the count was really shared between the two processes.
+        results = list(await asyncio.gather(*(attempt() for _ in range(12))))
+        while not all((per_worker := _connections_per_worker(server, port)).values()) and len(results) < 200:
+            results.append(await attempt())
+            await asyncio.sleep(0.02)
         assert len(per_worker) == 2 and all(per_worker.values()), per_worker
+        statuses = sorted(status for status, _ in results)
+        assert statuses == [200] + [429] * (len(results) - 1), statuses
 
         streaming = next(resp for status, resp in results if status == 200)
         streaming.close()
@@ -284,6 +290,8 @@ async def test_two_workers_share_the_cap_through_redis(two_workers, fake_openai)
         while (status := (await attempt())[0]) != 200 and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
         assert status == 200  # released across processes once the stream ended
+    finally:
+        await asyncio.gather(*(session.close() for session in sessions))
 
 
 async def test_a_killed_worker_cannot_lock_its_user_out(two_workers, fake_openai):
@@ -343,3 +351,23 @@ async def test_a_response_dropped_before_it_was_sent_still_gives_everything_back
     await closing_abandoned_streams(app)({"type": "http"}, None, None)
     assert closed == [True]
     await (await acquire_stream_slot(user_id=alice.pk)).release()  # the cap of 1 is free again
+
+
+async def test_a_client_gone_while_its_slot_is_taken_leaves_no_slot(alice):
+    """With Redis the slot is taken on a worker thread, which finishes even if the request is
+    cancelled meanwhile (the client left): what it took must be given back, not left to the TTL."""
+    import redis
+    from django.test import override_settings
+
+    url = _redis_url()
+    client = redis.Redis.from_url(url)
+    with override_settings(CACHES={"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache",
+                                               "LOCATION": url, "KEY_PREFIX": "cancel-test"}}):
+        for attempt in range(20):
+            taking = asyncio.create_task(acquire_stream_slot(user_id=alice.pk))
+            await asyncio.sleep(0)  # now waiting for the worker thread
+            taking.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await taking
+        await asyncio.sleep(0.5)
+        assert list(client.scan_iter("cancel-test:*streams:*")) == []

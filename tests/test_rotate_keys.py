@@ -5,8 +5,8 @@ import io
 
 import pytest
 from cryptography.fernet import Fernet
-from django.core.management import CommandError, call_command
 from django.contrib.auth import get_user_model
+from django.core.management import CommandError, call_command
 from django.db.models import TextField, Value
 from django.db.models.functions import Cast
 

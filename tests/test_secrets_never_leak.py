@@ -6,6 +6,7 @@ of every test is searched for every key a test stored; one hit fails the run.
 """
 
 import logging
+import os
 import subprocess
 import sys
 import textwrap
@@ -88,6 +89,7 @@ def test_a_planted_leak_fails_the_run(tmp_path):
         [sys.executable, "-m", "pytest", "-p", "tests.leakcheck", "-p", "no:cacheprovider",
          "-c", str(ROOT / "pyproject.toml"), "--rootdir", str(ROOT), "-q", str(planted)],
         cwd=ROOT, capture_output=True, text=True, timeout=120,
+        env={**os.environ, "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}"},  # not the outer run's database
     )
     output = run.stdout + run.stderr
     assert "2 passed" in output, output
