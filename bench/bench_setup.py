@@ -13,15 +13,15 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "chatproject.settings")
 
-import django  # noqa: E402
+import django
 
 django.setup()
 
-from django.contrib.auth import get_user_model  # noqa: E402
-from django.db import transaction  # noqa: E402
-from rest_framework.authtoken.models import Token  # noqa: E402
+from django.contrib.auth import get_user_model
+from django.db import transaction
+from rest_framework.authtoken.models import Token
 
-from profiles.services import profile_for, profile_set_openai_key  # noqa: E402
+from profiles.services import profile_for, profile_set_openai_key
 
 
 def main(count: int, api_key: str) -> None:

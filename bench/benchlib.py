@@ -145,7 +145,7 @@ async def wait_http(url: str, proc: Proc, *, timeout: float = 60.0) -> None:
                 async with session.get(url, timeout=aiohttp.ClientTimeout(total=2)) as resp:
                     await resp.read()
                     return
-            except (aiohttp.ClientError, OSError, asyncio.TimeoutError):
+            except (TimeoutError, aiohttp.ClientError, OSError):
                 if time.monotonic() > deadline:
                     raise RuntimeError(f"{proc.name} did not answer at {url}:\n{proc.log_tail()}") from None
                 await asyncio.sleep(0.05)
@@ -262,7 +262,7 @@ async def one_stream(session: aiohttp.ClientSession, target: Target, index: int 
                 result.error = f"incomplete body ({result.nbytes} of {target.expect_length} bytes)"
             else:
                 result.ok = True
-    except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as exc:
+    except (TimeoutError, aiohttp.ClientError, OSError) as exc:
         result.error = f"{type(exc).__name__}: {exc}"[:200]
     finally:
         if opened and counter is not None:

@@ -40,8 +40,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import aiohttp  # noqa: E402
-from benchlib import (  # noqa: E402
+import aiohttp
+from benchlib import (
     REPO,
     OpenCounter,
     Proc,
@@ -407,7 +407,7 @@ def render_table(rows: list[Row]) -> str:
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for r in rows:
         if not r.available:
-            lines.append(f"| {r.section} | {LABELS[r.path]} | {r.streams} | {r.note} |" + " |" * 13)
+            lines.append(f"| {r.section} | {LABELS[r.path]} | {r.streams} | {r.note} |" + " |" * (head.count("|") - 5))
             continue
         ratio = "—" if r.path == "direct" or math.isnan(r.server_us_per_chunk) else f"{r.ratio:.2f}×"
         server = "—" if r.path == "direct" else us(r.server_us_per_chunk)
