@@ -203,6 +203,13 @@ async def main() -> int:
           f"{args.gap_ms:g} ms), {args.workers} workers, {args.disconnect_rate:.0%} cut by clients, "
           f"{args.fail_rate:.0%} failed upstream\n  database: {db_note}\n  stream cap: {redis_note}", flush=True)
     tokens = create_users(env, users)
+    if env.get("REDIS_URL"):  # slots an earlier run's workers may have left (they expire, but later)
+        import redis
+
+        client = redis.Redis.from_url(env["REDIS_URL"])
+        stale = list(client.scan_iter("*streams:*"))
+        if stale:
+            client.delete(*stale)
 
     fake = Proc("fake-openai", [sys.executable, "tests/fake_openai.py", "--port", str(fake_port), "--chunks",
                                 str(args.chunks), "--gap-ms", str(args.gap_ms), "--fail-rate", str(args.fail_rate)],
