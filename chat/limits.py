@@ -7,6 +7,10 @@ own after STREAM_SLOT_TTL seconds, so a worker that dies mid-stream cannot lock 
 longer than that. (A single counter with incr/decr cannot do this: its one TTL either runs out
 under live streams, resetting the count, or is refreshed by them and never runs out.)
 
+The response body holding a slot is a ReleasingStream, closed (upstream connection and slot) when
+it ends, fails or is cancelled, and at the latest when its request is over: closing_abandoned_streams,
+around the ASGI app, catches the bodies Django abandons when a client leaves at the wrong moment.
+
 Local memory (the default) counts per process; set REDIS_URL to share the count between workers.
 If the cache cannot be reached the stream is allowed (logged): the cap protects the service, it
 must not take it down.
@@ -92,7 +96,7 @@ class StreamSlot:
         except Exception:  # the slot expires on its own
             logger.warning("could not release stream slot %s", key, exc_info=True)
 
-    async def held_while(self, stream: AsyncIterator[bytes]) -> "ReleasingStream":
+    def held_while(self, stream: AsyncIterator[bytes]) -> "ReleasingStream":
         """`stream` (primed: see relay.text_deltas), for the response: see ReleasingStream."""
         return ReleasingStream(stream, self)
 

@@ -98,7 +98,7 @@ async def _chat_completions(request: HttpRequest) -> HttpResponse:
     except BaseException:  # an upstream error, or the client left while we waited
         await slot.release()
         raise
-    events = await slot.held_while(events)  # released when the stream ends, however it ends
+    events = slot.held_while(events)  # released when the stream ends, however it ends
     out = StreamingHttpResponse(events, content_type="text/event-stream", headers=STREAM_HEADERS)
     _copy_headers(response, out)
     return out

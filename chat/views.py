@@ -62,7 +62,7 @@ async def _chat_openai(request: HttpRequest) -> HttpResponse:
     except BaseException:  # an upstream error, or the client left while we waited
         await slot.release()
         raise
-    deltas = await slot.held_while(deltas)  # closed and released when the stream ends, however it ends
+    deltas = slot.held_while(deltas)  # closed and released when the stream ends, however it ends
     return StreamingHttpResponse(deltas, content_type="text/plain; charset=utf-8", headers=STREAM_HEADERS)
 
 

@@ -346,7 +346,7 @@ async def test_a_response_dropped_before_it_was_sent_still_gives_everything_back
         slot = await acquire_stream_slot(user_id=alice.pk)
         stream = upstream_stream()
         await anext(stream)
-        await slot.held_while(stream)  # ...and the response holding it is dropped
+        slot.held_while(stream)  # ...and the response holding it is dropped
 
     await closing_abandoned_streams(app)({"type": "http"}, None, None)
     assert closed == [True]
