@@ -109,13 +109,10 @@ def _install_log_capture() -> None:
     logging.setLogRecordFactory(factory)
 
 
-def _recorded_async(content: AsyncIterator[bytes], parts: list[bytes]) -> AsyncIterator[bytes]:
-    async def recording() -> AsyncIterator[bytes]:
-        async for chunk in content:
-            parts.append(chunk)
-            yield chunk
-
-    return recording()
+async def _recorded_async(content: AsyncIterator[bytes], parts: list[bytes]) -> AsyncIterator[bytes]:
+    async for chunk in content:
+        parts.append(chunk)
+        yield chunk
 
 
 def _recorded_sync(content: Iterable[bytes], parts: list[bytes]) -> Iterator[bytes]:
