@@ -9,6 +9,7 @@ A body sent without Content-Length (chunked) gets one once it is complete, so DR
 parsing when there is no Content-Length, sees the body instead of silently ignoring it.
 """
 
+import asyncio
 from typing import Any
 
 from django.conf import settings
@@ -23,13 +24,16 @@ def limit_request_body(app: ASGIApp) -> ASGIApp:
         limit: int | None = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
         declared = any(name == b"content-length" for name, _ in scope["headers"])
         received = 0
-        ended = False
+        ended = cut = False
 
         async def receive_within_limit() -> dict[str, Any]:
-            nonlocal received, ended
+            nonlocal received, ended, cut
+            if cut:
+                # The rest of a body cut short is never read: the server stops reading the socket
+                # (back-pressure on the client) and closes the connection once the 413 is sent.
+                # Django cancels this wait when its response is done.
+                await asyncio.Future()
             message = await receive()
-            while ended and message["type"] == "http.request":
-                message = await receive()  # the rest of a body cut short: discarded as it comes
             if ended:  # the disconnect notice Django waits for once the body is read
                 return message
             if message["type"] != "http.request":
@@ -37,6 +41,7 @@ def limit_request_body(app: ASGIApp) -> ASGIApp:
             received += len(message.get("body", b""))
             if limit is not None and received > limit:
                 message = {"type": "http.request", "body": b"", "more_body": False}
+                cut = True
             if not message.get("more_body", False):
                 ended = True
                 if not declared or (limit is not None and received > limit):
@@ -45,6 +50,13 @@ def limit_request_body(app: ASGIApp) -> ASGIApp:
                     scope["headers"] = [*headers, (b"content-length", str(received).encode())]
             return message
 
-        return await app(scope, receive_within_limit, send)
+        async def send_closing_if_cut(message: dict[str, Any]) -> None:
+            if cut and message["type"] == "http.response.start":
+                # Otherwise the server would read (and drop) the rest of the body after answering,
+                # to keep the connection alive: an endless body would be read to its end.
+                message = {**message, "headers": [*message.get("headers", []), (b"connection", b"close")]}
+            await send(message)
+
+        return await app(scope, receive_within_limit, send_closing_if_cut)
 
     return application
