@@ -18,7 +18,7 @@ class ModelRule:
     accepts_temperature: bool = True
 
 
-# First match wins; the last rule matches every model.
+# First match wins; a model no rule matches gets DEFAULT_RULE.
 RULES: tuple[ModelRule, ...] = (
     ModelRule(re.compile(r"gpt-4o|gpt-4-vision-preview"), default_max_tokens=4096),
     # OpenAI advises reserving ~25k tokens for reasoning plus output when limiting reasoning models.
@@ -28,12 +28,12 @@ RULES: tuple[ModelRule, ...] = (
         default_max_tokens=25_000,
         accepts_temperature=False,
     ),
-    ModelRule(re.compile(r".*")),
 )
+DEFAULT_RULE = ModelRule(re.compile(""))
 
 
 def rule_for(model: str) -> ModelRule:
-    return next(rule for rule in RULES if rule.pattern.fullmatch(model))
+    return next((rule for rule in RULES if rule.pattern.fullmatch(model)), DEFAULT_RULE)
 
 
 def apply_model_rules(params: dict[str, Any]) -> dict[str, Any]:

@@ -142,3 +142,11 @@ async def test_oversized_body_is_413(fake_openai, alice_token, settings):
     response, content = await post_chat(AsyncClient(), body, token=alice_token)
     assert (response.status_code, json_of(content)["code"]) == (413, "request_too_large")
 
+
+
+@pytest.mark.parametrize("model", ["my-local-llama", "gpt-4o\n", "o1\nx", ""])
+def test_models_no_rule_names_get_the_default_rule(model):
+    from chat.model_rules import apply_model_rules
+
+    params = apply_model_rules({"model": model, "messages": [], "temperature": 0.3})
+    assert params == {"model": model, "messages": [], "temperature": 0.3}
