@@ -40,7 +40,12 @@ async def text_deltas(response: AsyncAPIResponse[Any], *, log_context: str = "")
             lines = buffer.split(b"\n")
             buffer = lines.pop()
             pieces: list[str] = []
-            finished = _collect_content(lines, pieces)
+            try:
+                finished = _collect_content(lines, pieces)
+            except Exception:
+                if pieces:  # what came before a bad event is still part of the answer
+                    yield "".join(pieces).encode()
+                raise
             if pieces:
                 yield "".join(pieces).encode()
             if finished:

@@ -9,6 +9,7 @@ import os
 from django.conf import settings
 from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler
 from django.core.asgi import get_asgi_application
+from django.urls import get_resolver
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "chatproject.settings")
 
@@ -20,6 +21,8 @@ from chatproject.lifespan import with_lifespan  # noqa: E402
 from profiles.checks import raise_on_key_ring_errors  # noqa: E402  (needs apps loaded)
 
 raise_on_key_ring_errors()
+# Load every view module (the OpenAI SDK among their imports) now, not on the first request.
+get_resolver().url_patterns
 # uvicorn serves no static files; a reverse proxy in front may serve /static/ instead (SERVE_STATIC=false).
 if settings.SERVE_STATIC:
     django_application = ASGIStaticFilesHandler(django_application)

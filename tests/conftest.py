@@ -58,6 +58,8 @@ def _encryption_ring(settings) -> None:
     settings.PROFILE_ENCRYPTION_KEYS = TEST_RING_KEYS
     settings.OPENAI_MAX_RETRIES = 2
     settings.OPENAI_TIMEOUT = 5.0
+    # PBKDF2's deliberate slowness (~0.3 s per user) buys tests nothing.
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
 def make_user(username: str, *, api_key: str | None = None, organization: str | None = None):
