@@ -129,6 +129,36 @@ def start_fake(*, port: int, chunks: int, gap_ms: float, env: dict[str, str], lo
     return proc
 
 
+def app_environment(*, fake_port: int, database_url: str) -> dict[str, str]:
+    """The app's environment for a run: production settings, the fake upstream, a fresh key ring."""
+    import secrets
+
+    from cryptography.fernet import Fernet
+
+    env = dict(os.environ)
+    env.update(
+        DEBUG="false",
+        SECRET_KEY=secrets.token_urlsafe(50),
+        ALLOWED_HOSTS="127.0.0.1,localhost",
+        PROFILE_ENCRYPTION_KEYS=Fernet.generate_key().decode(),
+        OPENAI_BASE_URL=f"http://127.0.0.1:{fake_port}/v1",
+        LOG_LEVEL="WARNING",
+        # Plain HTTP on loopback, as behind a proxy that terminates TLS.
+        SECURE_SSL_REDIRECT="false",
+        DATABASE_URL=database_url,
+        PYTHONUNBUFFERED="1",
+    )
+    return env
+
+
+def create_users(env: dict[str, str], count: int, openai_key: str) -> list[str]:
+    """Migrate the run's database and make `count` users with a stored key; their API tokens."""
+    subprocess.run([sys.executable, "manage.py", "migrate", "--noinput", "-v0"], cwd=REPO, env=env, check=True)
+    out = subprocess.run([sys.executable, "bench/bench_setup.py", str(count), openai_key], cwd=REPO, env=env,
+                         check=True, capture_output=True, text=True)
+    return out.stdout.split()
+
+
 def app_argv(*, port: int, workers: int) -> list[str]:
     """The production command (as `make run`): uvicorn, uvloop, httptools, no access log."""
     return [sys.executable, "-m", "uvicorn", "chatproject.asgi:application", "--host", "127.0.0.1",

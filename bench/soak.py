@@ -25,8 +25,6 @@ import asyncio
 import json
 import os
 import random
-import secrets
-import subprocess
 import sys
 import tempfile
 import time
@@ -35,9 +33,18 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import aiohttp  # noqa: E402
-import psutil  # noqa: E402
-from benchlib import REPO, Proc, app_argv, client_session, free_port, raise_nofile_limit, wait_http  # noqa: E402
+import aiohttp
+import psutil
+from benchlib import (
+    Proc,
+    app_argv,
+    app_environment,
+    client_session,
+    create_users,
+    free_port,
+    raise_nofile_limit,
+    wait_http,
+)
 
 OPENAI_KEY = "sk-soak-0123456789abcdefghijklmnop"
 MODEL = "gpt-4o-mini"
@@ -81,31 +88,6 @@ def database_url(tmp: Path) -> tuple[str, str]:
         return url, url.split(":", 1)[0]
     return (f"sqlite:///{tmp / 'soak.sqlite3'}",
             "SQLite (a temporary file; set DATABASE_URL=postgres://... for the PostgreSQL run)")
-
-
-def environment(fake_port: int, db_url: str) -> dict[str, str]:
-    from cryptography.fernet import Fernet
-
-    env = dict(os.environ)
-    env.update(
-        DEBUG="false",
-        SECRET_KEY=secrets.token_urlsafe(50),
-        ALLOWED_HOSTS="127.0.0.1,localhost",
-        PROFILE_ENCRYPTION_KEYS=Fernet.generate_key().decode(),
-        OPENAI_BASE_URL=f"http://127.0.0.1:{fake_port}/v1",
-        SECURE_SSL_REDIRECT="false",  # plain HTTP on loopback, as behind a proxy that terminates TLS
-        LOG_LEVEL="WARNING",
-        DATABASE_URL=db_url,
-        PYTHONUNBUFFERED="1",
-    )
-    return env
-
-
-def create_users(env: dict[str, str], count: int) -> list[str]:
-    subprocess.run([sys.executable, "manage.py", "migrate", "--noinput", "-v0"], cwd=REPO, env=env, check=True)
-    out = subprocess.run([sys.executable, "bench/bench_setup.py", str(count), OPENAI_KEY], cwd=REPO, env=env,
-                         check=True, capture_output=True, text=True)
-    return out.stdout.split()
 
 
 # --------------------------------------------------------------------------- the load
@@ -195,14 +177,14 @@ async def main() -> int:
     tmp = Path(tempfile.mkdtemp(prefix="soak-"))
     fake_port, app_port = free_port(), free_port()
     db_url, db_note = database_url(tmp)
-    env = environment(fake_port, db_url)
+    env = app_environment(fake_port=fake_port, database_url=db_url)
     redis_note = f"Redis ({env['REDIS_URL']})" if env.get("REDIS_URL") else \
         "local memory (no REDIS_URL: the stream cap is counted per worker)"
     users = args.streams
     print(f"soak: {args.duration:g} s (+{args.warm_up:g} s warm-up), {args.streams} concurrent streams ({args.chunks} chunks x "
           f"{args.gap_ms:g} ms), {args.workers} workers, {args.disconnect_rate:.0%} cut by clients, "
           f"{args.fail_rate:.0%} failed upstream\n  database: {db_note}\n  stream cap: {redis_note}", flush=True)
-    tokens = create_users(env, users)
+    tokens = create_users(env, users, OPENAI_KEY)
     if env.get("REDIS_URL"):  # slots an earlier run's workers may have left (they expire, but later)
         import redis
 

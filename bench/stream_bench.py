@@ -29,7 +29,6 @@ import asyncio
 import json
 import math
 import os
-import secrets
 import signal
 import subprocess
 import sys
@@ -49,7 +48,9 @@ from benchlib import (
     StreamResult,
     Target,
     app_argv,
+    app_environment,
     client_session,
+    create_users,
     free_port,
     machine_description,
     one_stream,
@@ -142,33 +143,14 @@ class Bench:
         self.app: Proc | None = None
         self.tokens: list[str] = []
         self.v1_available: bool | None = None
-        self.env = self._environment()
-
-    def _environment(self) -> dict[str, str]:
-        from cryptography.fernet import Fernet
-
-        env = dict(os.environ)
-        env.update(
-            DEBUG="false",
-            SECRET_KEY=secrets.token_urlsafe(50),
-            ALLOWED_HOSTS="127.0.0.1,localhost",
-            PROFILE_ENCRYPTION_KEYS=Fernet.generate_key().decode(),
-            OPENAI_BASE_URL=f"http://127.0.0.1:{self.fake_port}/v1",
-            LOG_LEVEL="WARNING",
-            # Plain HTTP on loopback, as behind a proxy that terminates TLS.
-            SECURE_SSL_REDIRECT="false",
-            DATABASE_URL=self.args.database_url or f"sqlite:///{self.tmp / 'bench.sqlite3'}",
-            PYTHONUNBUFFERED="1",
+        self.env = app_environment(
+            fake_port=self.fake_port,
+            database_url=self.args.database_url or f"sqlite:///{self.tmp / 'bench.sqlite3'}",
         )
-        return env
 
     def setup_database(self) -> None:
-        subprocess.run([sys.executable, "manage.py", "migrate", "--noinput", "-v0"], cwd=REPO, env=self.env,
-                       check=True)
         users = max(self.args.streams, self.args.capacity_streams, 10 * self.args.workers, 1)
-        out = subprocess.run([sys.executable, "bench/bench_setup.py", str(users), BENCH_OPENAI_KEY], cwd=REPO,
-                             env=self.env, check=True, capture_output=True, text=True)
-        self.tokens = out.stdout.split()
+        self.tokens = create_users(self.env, users, BENCH_OPENAI_KEY)
 
     # ----------------------------------------------------------------- targets
 
