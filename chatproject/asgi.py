@@ -4,6 +4,7 @@ uvicorn does not run Django's system checks, so the ones that must stop a miscon
 (an unusable encryption key ring) run here, before the first request is accepted.
 """
 
+import logging
 import os
 
 from django.conf import settings
@@ -18,11 +19,13 @@ django_application = get_asgi_application()
 from chat.limits import closing_abandoned_streams  # noqa: E402  (needs settings configured)
 from chatproject.body_limit import limit_request_body  # noqa: E402
 from chatproject.lifespan import with_lifespan  # noqa: E402
+from chatproject.log_filters import DropTruncatedStreamTracebacks  # noqa: E402
 from profiles.checks import raise_on_key_ring_errors  # noqa: E402  (needs apps loaded)
 
 raise_on_key_ring_errors()
 # Load every view module (the OpenAI SDK among their imports) now, not on the first request.
 get_resolver().url_patterns
+logging.getLogger("uvicorn.error").addFilter(DropTruncatedStreamTracebacks())
 # uvicorn serves no static files; a reverse proxy in front may serve /static/ instead (SERVE_STATIC=false).
 if settings.SERVE_STATIC:
     django_application = ASGIStaticFilesHandler(django_application)

@@ -117,3 +117,32 @@ async def test_concurrent_streams_do_not_mix_users(live_app, fake_openai, alice_
     assert statuses == [200] * 10
     keys = sorted(r.headers["authorization"] for r in fake_openai.requests)
     assert keys == ["Bearer sk-alice-test-0123456789abcdefWXYZ"] * 5 + ["Bearer sk-frank-key-55555555"] * 5
+
+
+async def test_truncation_is_one_warning_not_a_server_traceback(live_app, fake_openai, alice_token, caplog):
+    import logging
+
+    fake_openai.scenario = Scenario(pieces=["one ", "two ", "three "], fail_after=1, gap=0.05)
+    with caplog.at_level(logging.INFO):
+        async with aiohttp.ClientSession() as session:
+            async with session.post(live_app + CHAT_URL, data=json.dumps(chat_body()),
+                                    headers=auth(alice_token)) as resp:
+                with pytest.raises(aiohttp.ClientPayloadError):
+                    await resp.read()
+        await asyncio.sleep(0.2)  # the server logs once the response is over
+    warnings = [r for r in caplog.records if r.name == "chat.relay" and r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and "failed mid-response" in warnings[0].getMessage()
+    assert not [r for r in caplog.records if r.name == "uvicorn.error" and r.levelno >= logging.ERROR]
+
+
+def test_other_server_errors_keep_their_traceback(caplog):
+    import logging
+
+    import chatproject.asgi  # noqa: F401  (installs the filter)
+
+    with caplog.at_level(logging.ERROR, logger="uvicorn.error"):
+        try:
+            raise RuntimeError("a real bug")
+        except RuntimeError as exc:
+            logging.getLogger("uvicorn.error").error("Exception in ASGI application\n", exc_info=exc)
+    assert [r.exc_info[1] for r in caplog.records if r.name == "uvicorn.error"][0].args == ("a real bug",)
