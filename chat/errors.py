@@ -7,9 +7,10 @@
 from dataclasses import dataclass, field
 from typing import Any
 
-from django.core.exceptions import PermissionDenied
-from django.http import Http404, HttpRequest, JsonResponse
+from django.core.exceptions import DisallowedHost, PermissionDenied
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.urls import reverse
+from django.views import defaults
 from rest_framework import exceptions as drf_exceptions
 from rest_framework.response import Response
 from rest_framework.settings import api_settings as drf_settings
@@ -28,7 +29,10 @@ class ApiError(Exception):
 
 
 def settings_url(request: HttpRequest) -> str:
-    return request.build_absolute_uri(reverse("profile-settings"))
+    try:
+        return request.build_absolute_uri(reverse("profile-settings"))
+    except DisallowedHost:  # answering a request whose Host header we refuse: no host to name
+        return reverse("profile-settings")
 
 
 def error_body(request: HttpRequest, error: ApiError) -> dict[str, object]:
@@ -119,3 +123,35 @@ def _flatten_errors(detail: Any, where: str) -> dict[str, str]:
             fields.update(_flatten_errors(inner, f"{where}[{index}]"))
         return fields
     return {where: str(detail)}
+
+
+# Django's own 400/404/500 answers, for the API paths, in the API's error shape (pages keep Django's).
+API_PREFIXES = ("/api/", "/v1/")
+
+
+def _api_error_page(request: HttpRequest, error: ApiError) -> HttpResponse:
+    if request.path.startswith("/v1/"):
+        from .openai_compat import openai_error_response  # /v1 answers in OpenAI's shape
+
+        return openai_error_response(request, error)
+    return error_response(request, error)
+
+
+def bad_request(request: HttpRequest, exception: Exception) -> HttpResponse:
+    if not request.path.startswith(API_PREFIXES):
+        return defaults.bad_request(request, exception)
+    message = ("The Host header names a host this server does not answer to."
+               if isinstance(exception, DisallowedHost) else "Bad request.")
+    return _api_error_page(request, ApiError(400, "bad_request", message))
+
+
+def not_found(request: HttpRequest, exception: Exception) -> HttpResponse:
+    if not request.path.startswith(API_PREFIXES):
+        return defaults.page_not_found(request, exception)
+    return _api_error_page(request, ApiError(404, "not_found", f"No API endpoint at {request.path}."))
+
+
+def server_error(request: HttpRequest) -> HttpResponse:
+    if not request.path.startswith(API_PREFIXES):
+        return defaults.server_error(request)
+    return _api_error_page(request, ApiError(500, "server_error", "Something went wrong on our side. Please try again."))

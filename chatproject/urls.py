@@ -19,3 +19,8 @@ urlpatterns = [
     path("api/docs/", SpectacularSwaggerSplitView.as_view(url_name="api-schema", template_name="api/docs.html"),
          name="api-docs"),
 ]
+
+# API paths answer Django's own 400/404/500 in their JSON error shape, pages in HTML.
+handler400 = "chat.errors.bad_request"
+handler404 = "chat.errors.not_found"
+handler500 = "chat.errors.server_error"

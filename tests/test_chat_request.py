@@ -150,3 +150,25 @@ def test_models_no_rule_names_get_the_default_rule(model):
 
     params = apply_model_rules({"model": model, "messages": [], "temperature": 0.3})
     assert params == {"model": model, "messages": [], "temperature": 0.3}
+
+
+@pytest.mark.parametrize(("path", "shape"), [("/api/chat/openai", "ours"), ("/api/profile/", "ours"),
+                                             ("/v1/chat/completions", "openai")])
+def test_a_refused_host_header_is_a_json_400(path, shape):
+    from django.test import Client
+
+    response = Client().post(path, b"{}", content_type="application/json", HTTP_HOST="evil.example")
+    assert response.status_code == 400
+    body = json_of(response.content)
+    error = body["error"] if shape == "openai" else body
+    assert error["code"] == "bad_request"
+    assert "Host header" in error["message"]
+    assert error["settings_url"] == "/profile/settings/"
+
+
+async def test_unknown_api_path_is_a_json_404_and_pages_stay_html():
+    response = await AsyncClient().get("/api/no-such-thing/")
+    assert response.status_code == 404
+    assert json_of(response.content)["code"] == "not_found"
+    page = await AsyncClient().get("/no-such-page/")
+    assert page.status_code == 404 and page["Content-Type"].startswith("text/html")
