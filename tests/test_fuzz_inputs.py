@@ -10,6 +10,7 @@ without Content-Length, since uvicorn's framing is part of the path.
 
 import asyncio
 import json
+import logging
 from collections import Counter
 
 import aiohttp
@@ -336,7 +337,7 @@ async def test_chunked_bodies_within_the_limit_are_read(live_app, fuzz_user, pat
         assert answer["fields"] == {"password": "This field is required."}  # the username was read
 
 
-async def test_an_endless_body_is_not_read_to_its_end(live_app, fuzz_user, settings):
+async def test_an_endless_body_is_not_read_to_its_end(live_app, fuzz_user, settings, caplog):
     settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 64 * 1024
     sent = 0
 
@@ -346,9 +347,18 @@ async def test_an_endless_body_is_not_read_to_its_end(live_app, fuzz_user, setti
             sent += 64 * 1024
             yield b" " * (64 * 1024)
 
-    async with aiohttp.ClientSession() as session:
-        async with session.post(live_app + CHAT, data=endless(),
-                                headers={"Authorization": f"Bearer {FUZZ_TOKEN}"}) as resp:
-            assert resp.status == 413
-            await resp.read()
+    statuses: list[int] = []
+    with caplog.at_level(logging.WARNING, logger="django.request"):
+        async with aiohttp.ClientSession() as session:
+            try:
+                async with session.post(live_app + CHAT, data=endless(),
+                                        headers={"Authorization": f"Bearer {FUZZ_TOKEN}"}) as resp:
+                    statuses.append(resp.status)
+                    await resp.read()
+            except aiohttp.ClientOSError:
+                # The server answered and closed the connection while the client was still writing;
+                # aiohttp then reports the failed write rather than the answer. Which one wins is a race.
+                pass
+    answered = [getattr(r, "status_code", None) for r in caplog.records if r.name == "django.request"]
+    assert statuses == [413] or 413 in answered
     assert sent < 256 * 1024 * 1024  # answered long before the client was done
