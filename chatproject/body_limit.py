@@ -17,21 +17,27 @@ from django.conf import settings
 from .lifespan import ASGIApp, Scope
 
 
+# How much of an oversized body with a declared length is still read (and dropped) after the 413.
+MAX_DRAIN_BYTES = 64 * 1024 * 1024
+
+
 def limit_request_body(app: ASGIApp) -> ASGIApp:
     async def application(scope: Scope, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             return await app(scope, receive, send)
         limit: int | None = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
-        declared = any(name == b"content-length" for name, _ in scope["headers"])
+        length = next((value for name, value in scope["headers"] if name == b"content-length"), None)
+        declared = length is not None
+        drainable = declared and limit is not None and length.isdigit() and int(length) - limit <= MAX_DRAIN_BYTES
         received = 0
         ended = cut = False
 
         async def receive_within_limit() -> dict[str, Any]:
             nonlocal received, ended, cut
             if cut:
-                # The rest of a body cut short is never read: the server stops reading the socket
-                # (back-pressure on the client) and closes the connection once the 413 is sent.
-                # Django cancels this wait when its response is done.
+                # The rest of a body cut short is not read while the request is answered: the server
+                # stops reading the socket (back-pressure on the client). Django cancels this wait
+                # when its response is done; see send_closing_if_cut for what happens to the rest.
                 await asyncio.Future()
             message = await receive()
             if ended:  # the disconnect notice Django waits for once the body is read
@@ -51,9 +57,11 @@ def limit_request_body(app: ASGIApp) -> ASGIApp:
             return message
 
         async def send_closing_if_cut(message: dict[str, Any]) -> None:
-            if cut and message["type"] == "http.response.start":
-                # Otherwise the server would read (and drop) the rest of the body after answering,
-                # to keep the connection alive: an endless body would be read to its end.
+            if cut and message["type"] == "http.response.start" and not drainable:
+                # After answering, the server reads (and drops) the rest of a body to keep the
+                # connection alive: fine for a body of known, bounded size (the client then surely
+                # gets its 413), not for an endless or huge one. Close instead; such a client may see
+                # the connection reset rather than the 413.
                 message = {**message, "headers": [*message.get("headers", []), (b"connection", b"close")]}
             await send(message)
 
