@@ -1,6 +1,6 @@
 """Summarise a py-spy "raw" (collapsed stacks) profile: self time by package, top functions.
 
-Usage: python bench/profile_summary.py bench/results/profile-api.txt [--top 30]
+Usage: python bench/profile_summary.py bench/results/profile-concurrent-api.txt [--top 30]
 """
 
 from __future__ import annotations

@@ -281,12 +281,14 @@ class Bench:
 
     async def measure_single(self, session: aiohttp.ClientSession, section: Section, target: Target, row: Row) -> None:
         first: list[StreamResult] = []
+        profiler = self.start_profiler(section, row.path)
         before = self._cpu()
         for i in range(self.args.single_requests):
             first.append(await one_stream(session, target, i, first_byte_only=True))
             await asyncio.sleep(0.02)  # let the server finish cancelling the last one
         await asyncio.sleep(0.1)
         after = self._cpu()
+        self.stop_profiler(profiler, row.path)
         n = len(first)
         row.server_us_per_request = 1e6 * (after[0] - before[0]) / n
         row.upstream_us_per_request = 1e6 * (after[1] - before[1]) / n
@@ -333,7 +335,7 @@ class Bench:
     # ----------------------------------------------------------------- profiling
 
     def start_profiler(self, section: Section, path: str) -> subprocess.Popen[bytes] | None:
-        if section.name != "concurrent" or path not in self.args.profile or self.app is None:
+        if section.name not in self.args.profile_sections or path not in self.args.profile or self.app is None:
             return None
         out = self.profile_output(path)
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -360,7 +362,7 @@ class Bench:
         print(summarise(out.read_text(), top=self.args.profile_top))
 
     def profile_output(self, path: str) -> Path:
-        return REPO / "bench" / "results" / f"profile-{path}.txt"
+        return REPO / "bench" / "results" / f"profile-{'-'.join(self.args.profile_sections)}-{path}.txt"
 
 
 # --------------------------------------------------------------------------- the table
@@ -504,7 +506,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--single-chunks", type=int, default=50, help="chunks per stream in the single section")
     parser.add_argument("--database-url", default=os.environ.get("BENCH_DATABASE_URL", ""),
                         help="database for the app (default: a fresh SQLite file in a temp dir)")
-    parser.add_argument("--profile", default="", help="py-spy the app during the concurrent section: api,v1")
+    parser.add_argument("--profile", default="", help="py-spy the app during the profiled sections: api,v1")
+    parser.add_argument("--profile-sections", default="concurrent",
+                        help="sections to profile (default concurrent; single profiles the per-request cost: "
+                             "its first-byte requests only)")
     parser.add_argument("--profile-top", type=int, default=30, help="functions listed per profile")
     parser.add_argument("--json", default="", help="also write the figures to this file")
     args = parser.parse_args(argv)
@@ -514,8 +519,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     for path in args.paths:
         if path not in PATHS:
             parser.error(f"unknown path {path!r}")
+    args.profile_sections = [s for s in args.profile_sections.split(",") if s]
     if args.profile:
-        args.sections = ["concurrent"]
+        args.sections = args.profile_sections
     if "direct" not in args.paths:
         args.paths.insert(0, "direct")  # ratios and targets are relative to it
     return args
