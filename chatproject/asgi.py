@@ -7,17 +7,18 @@ uvicorn does not run Django's system checks, so the ones that must stop a miscon
 import logging
 import os
 
+import django
 from django.conf import settings
 from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler
-from django.core.asgi import get_asgi_application
 from django.urls import get_resolver
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "chatproject.settings")
 
-django_application = get_asgi_application()
+django.setup(set_prefix=False)  # what get_asgi_application() does, before building our handler
 
 from chat.limits import closing_abandoned_streams  # noqa: E402  (needs settings configured)
 from chatproject.body_limit import limit_request_body  # noqa: E402
+from chatproject.handler import ChatASGIHandler  # noqa: E402
 from chatproject.lifespan import with_lifespan  # noqa: E402
 from chatproject.log_filters import DropTruncatedStreamTracebacks  # noqa: E402
 from profiles.checks import raise_on_key_ring_errors  # noqa: E402  (needs apps loaded)
@@ -25,6 +26,7 @@ from profiles.checks import raise_on_key_ring_errors  # noqa: E402  (needs apps 
 raise_on_key_ring_errors()
 # Load every view module (the OpenAI SDK among their imports) now, not on the first request.
 get_resolver().url_patterns
+django_application = ChatASGIHandler()
 logging.getLogger("uvicorn.error").addFilter(DropTruncatedStreamTracebacks())
 # uvicorn serves no static files; a reverse proxy in front may serve /static/ instead (SERVE_STATIC=false).
 if settings.SERVE_STATIC:

@@ -1,13 +1,15 @@
-"""Django's own middleware, with their hooks run on the event loop.
+"""On-loop twins of Django's own middleware: the ASGI handler (chatproject/handler.py) runs these
+in place of the classes MIDDLEWARE names.
 
-Under ASGI, Django runs every `process_request` / `process_response` hook of a MiddlewareMixin
-middleware through `sync_to_async`: about 15 thread hops per request for the eight in MIDDLEWARE,
-the largest share of a streaming request's CPU before its first byte (see README, Performance).
-None of these hooks does I/O, with two exceptions that still go to a thread: the session save
-after a request modified its session, and storing messages (which may spill into the session).
+Under ASGI, Django runs every `process_request` / `process_view` / `process_response` hook of a
+MiddlewareMixin middleware through `sync_to_async`: about 15 thread hops per request for the eight
+in MIDDLEWARE, the largest share of a streaming request's CPU before its first byte (see README,
+Performance). None of these hooks does I/O, with three exceptions that still go to a thread: the
+session save after a request modified its session, storing messages (which may spill into the
+session), and CSRF when its secret lives in the session (CSRF_USE_SESSIONS).
 
-Behaviour is otherwise Django's, hook for hook; under WSGI (and Django's sync test client) these
-classes behave as the originals.
+Behaviour is otherwise Django's, hook for hook: each twin is a subclass that only changes how its
+hooks are called.
 """
 
 from typing import Any
@@ -18,7 +20,8 @@ from django.contrib.auth import middleware as auth
 from django.contrib.messages import middleware as messages
 from django.contrib.sessions import middleware as sessions
 from django.http import HttpRequest, HttpResponseBase
-from django.middleware import common, csp
+from django.utils.deprecation import MiddlewareMixin
+from django.middleware import clickjacking, common, csp, csrf, security
 
 
 class OnLoopMixin:
@@ -41,6 +44,10 @@ class OnLoopMixin:
         return response
 
 
+class SecurityMiddleware(OnLoopMixin, security.SecurityMiddleware):
+    pass
+
+
 class ContentSecurityPolicyMiddleware(OnLoopMixin, csp.ContentSecurityPolicyMiddleware):
     pass
 
@@ -56,6 +63,23 @@ class CommonMiddleware(OnLoopMixin, common.CommonMiddleware):
     pass
 
 
+class CsrfViewMiddleware(OnLoopMixin, csrf.CsrfViewMiddleware):
+    """With CSRF_USE_SESSIONS every hook reads or writes the session (database): all on a thread then."""
+
+    async def __acall__(self, request: HttpRequest) -> HttpResponseBase:
+        if settings.CSRF_USE_SESSIONS:
+            return await MiddlewareMixin.__acall__(self, request)  # type: ignore[arg-type]
+        return await super().__acall__(request)
+
+    # The handler calls process_view directly, after URL resolution: async, so it is not given a hop.
+    async def process_view(self, request: HttpRequest, callback: Any, callback_args: Any,  # type: ignore[override]
+                           callback_kwargs: Any) -> HttpResponseBase | None:
+        if settings.CSRF_USE_SESSIONS:
+            return await sync_to_async(super().process_view, thread_sensitive=True)(
+                request, callback, callback_args, callback_kwargs)
+        return super().process_view(request, callback, callback_args, callback_kwargs)
+
+
 class AuthenticationMiddleware(OnLoopMixin, auth.AuthenticationMiddleware):
     pass
 
@@ -66,3 +90,6 @@ class MessageMiddleware(OnLoopMixin, messages.MessageMiddleware):
         storage = getattr(request, "_messages", None)
         return storage is not None and (storage.used or storage.added_new)
 
+
+class XFrameOptionsMiddleware(OnLoopMixin, clickjacking.XFrameOptionsMiddleware):
+    pass
