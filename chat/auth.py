@@ -1,7 +1,7 @@
 """Who is calling, for the async API views: a session (with CSRF) or a DRF token.
 
 DRF has no async views, so this does what its SessionAuthentication and TokenAuthentication do, in
-one query for token callers (token, user and profile together).
+one query for token callers (token, user and profile together: token_query.py).
 """
 
 from asgiref.sync import sync_to_async
@@ -9,11 +9,10 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db import connections
 from django.http import HttpRequest, HttpResponse
 from django.middleware.csrf import CsrfViewMiddleware
-from rest_framework.authtoken.models import Token
-
 from profiles.models import Profile
 
 from .errors import ApiError, not_authenticated
+from .token_query import user_and_profile_for_token
 
 TOKEN_SCHEMES = (b"token", b"bearer")
 
@@ -36,31 +35,27 @@ def _csrf_failure(request: HttpRequest) -> HttpResponse | None:
 async def authenticate(request: HttpRequest) -> tuple[AbstractBaseUser, Profile]:
     """The caller and their profile, or ApiError(401/403).
 
-    The lookups end by releasing the request's database connection (as Django does when a response
-    ends, CONN_MAX_AGE permitting): a stream stays open for minutes and must not hold a database
-    connection meanwhile (on SQLite ~90 KiB of memory per open stream; on PostgreSQL a server
-    connection each). Anything later in the request that needs the database reconnects.
+    The lookups end by releasing the database connection as Django does when a response ends
+    (closed or returned to the pool, unless CONN_MAX_AGE keeps it): a stream stays open for minutes
+    and must not hold one meanwhile. Under chatproject/handler.py the lookups run on the process's
+    shared sync thread, whose kept connection serves every request; anything later in the request
+    that needs the database gets a connection again.
     """
     token_key = _token_from_header(request)
     if token_key is not None:
 
-        def load_token() -> Token | None:
+        def load_token() -> tuple[AbstractBaseUser, Profile | None] | None:
             try:
-                # [:1] rather than first(): the key is unique, so first()'s ORDER BY and its extra
-                # query machinery only cost time (~90 µs of ~390 µs per query, measured on SQLite).
-                return next(iter(Token.objects.select_related("user__profile").filter(key=token_key)[:1]), None)
+                return user_and_profile_for_token(token_key)
             finally:
                 _release_connections()
 
-        token = await sync_to_async(load_token)()  # the request's thread, as the async ORM uses
-        if token is None or not token.user.is_active:
+        found = await sync_to_async(load_token)()  # where the async ORM would run it
+        if found is None or not found[0].is_active:
             raise ApiError(401, "invalid_token", "Invalid or revoked API token.",
                            headers={"WWW-Authenticate": 'Token realm="api"'})
-        user = token.user
-        try:
-            return user, user.profile  # loaded by select_related: no query here
-        except Profile.DoesNotExist:
-            return user, await _profile_of(user)
+        user, profile = found
+        return user, profile if profile is not None else await _profile_of(user)
 
     user = await request.auser()
     if not user.is_authenticated:

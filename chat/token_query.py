@@ -1,0 +1,82 @@
+"""The query behind every token-authenticated API request: token -> user -> profile, in one row.
+
+Building and compiling that query through the ORM costs about ten times what running it does
+(~430 µs against ~45 µs on SQLite, measured in-process), and every streaming request makes it. So
+the ORM compiles it once per database and the row is read with a plain cursor; the ORM's own
+converters turn the columns into field values (the encrypted key is decrypted there, as it is for a
+QuerySet) and `from_db` builds the instances, as a QuerySet does. Same SQL, same objects.
+
+The user comes back with only `id` and `is_active` loaded (the rest deferred): that is all the API
+views need, and the profile is the user's only other row they read.
+"""
+
+from dataclasses import dataclass
+from typing import Any
+
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import connections, router
+from django.db.models import Field
+from rest_framework.authtoken.models import Token
+
+from profiles.models import Profile
+
+USER_FIELDS = ("id", "is_active")
+
+
+@dataclass(frozen=True)
+class _Compiled:
+    sql: str
+    user_fields: list[Field]
+    profile_fields: list[Field]
+
+
+_compiled: dict[str, _Compiled] = {}  # by database alias
+
+
+def _compile(alias: str) -> _Compiled:
+    user_fields = [get_user_model()._meta.get_field(name) for name in USER_FIELDS]
+    profile_fields = list(Profile._meta.concrete_fields)
+    queryset = Token.objects.using(alias).filter(key="").values_list(
+        *(f"user__{field.attname}" for field in user_fields),
+        *(f"user__profile__{field.attname}" for field in profile_fields),
+    )[:1]  # [:1], not first(): the key is unique, an ORDER BY would only cost time
+    sql, params = queryset.query.get_compiler(using=alias).as_sql()
+    assert list(params) == [""], params  # the key is the one parameter
+    return _Compiled(sql, user_fields, profile_fields)
+
+
+def _converted(values: tuple[Any, ...], fields: list[Field], connection: Any) -> list[Any]:
+    # What SQLCompiler.apply_converters does: the backend's converters, then the field's own.
+    out = []
+    for value, field in zip(values, fields, strict=True):
+        col = field.get_col(field.model._meta.db_table)
+        for converter in [*connection.ops.get_db_converters(col), *field.get_db_converters(connection)]:
+            value = converter(value, col, connection)
+        out.append(value)
+    return out
+
+
+def user_and_profile_for_token(key: str) -> tuple[AbstractBaseUser, Profile | None] | None:
+    """The token's user and their profile (None if they have none yet), or None for no such token.
+
+    Sync: run it where the ORM would run (sync_to_async).
+    """
+    alias = router.db_for_read(Token)
+    compiled = _compiled.get(alias) or _compiled.setdefault(alias, _compile(alias))
+    connection = connections[alias]
+    with connection.cursor() as cursor:
+        cursor.execute(compiled.sql, [key])
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    n_user = len(compiled.user_fields)
+    user_model = get_user_model()
+    user = user_model.from_db(alias, USER_FIELDS, _converted(row[:n_user], compiled.user_fields, connection))
+    profile_row = row[n_user:]
+    if profile_row[0] is None:  # the LEFT JOIN found no profile
+        return user, None
+    profile = Profile.from_db(alias, [f.attname for f in compiled.profile_fields],
+                              _converted(profile_row, compiled.profile_fields, connection))
+    Profile.user.field.set_cached_value(profile, user)  # profile.user without a query
+    return user, profile
