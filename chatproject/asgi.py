@@ -4,6 +4,7 @@ uvicorn does not run Django's system checks, so the ones that must stop a miscon
 (an unusable encryption key ring) run here, before the first request is accepted.
 """
 
+import gc
 import logging
 import os
 
@@ -32,3 +33,9 @@ logging.getLogger("uvicorn.error").addFilter(DropTruncatedStreamTracebacks())
 if settings.SERVE_STATIC:
     django_application = ASGIStaticFilesHandler(django_application)
 application = with_lifespan(limit_request_body(closing_abandoned_streams(django_application)))
+
+# What is loaded by now lives as long as the process: Django, the apps, the OpenAI SDK (~145,000
+# objects). Left to the garbage collector, every full collection walks all of them again, ~70 ms
+# during which no stream moves; frozen, a full collection sees only what requests left behind.
+gc.collect()
+gc.freeze()
