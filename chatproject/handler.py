@@ -18,6 +18,7 @@ Two changes, both about what a request costs before its first byte (README, Perf
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import lru_cache
 from typing import Any
 
 from asgiref.sync import iscoroutinefunction
@@ -67,8 +68,13 @@ def _routes_to_async_view(scope: dict[str, Any]) -> bool:
     root = scope.get("root_path", "")
     if root and path.startswith(root):
         path = path[len(root):]
+    return _async_view_at(settings.ROOT_URLCONF, path)
+
+
+@lru_cache(maxsize=512)  # the streaming paths repeat; resolving costs as much as a middleware
+def _async_view_at(urlconf: str, path: str) -> bool:
     try:
-        match = get_resolver().resolve(path)
+        match = get_resolver(urlconf).resolve(path)
     except Resolver404:
         return False
     return iscoroutinefunction(match.func)
