@@ -92,6 +92,32 @@ async def test_open_streams_hold_no_thread_each(live_app, fake_openai, alice, se
     assert during - before < streams // 2, (before, during)
 
 
+async def test_open_streams_keep_no_sdk_wrappers(live_app, fake_openai, alice, settings):
+    """While streaming, only the aiohttp response is held (relay.UpstreamBody), not the SDK's wrappers."""
+    import gc
+
+    from openai._response import AsyncAPIResponse
+
+    settings.MAX_STREAMS_PER_USER = 20
+    fake_openai.scenario = Scenario(pieces=["a"] * 40, gap=0.05)
+    token = await sync_to_async(lambda: Token.objects.create(user=alice).key)()
+    async with aiohttp.ClientSession() as session:
+        api = await session.post(live_app + CHAT_URL, data=json.dumps(chat_body()),
+                                 headers={"Authorization": f"Token {token}"})
+        v1 = await session.post(live_app + "/v1/chat/completions", headers={"Authorization": f"Bearer {token}"},
+                                json={"model": "gpt-4o-mini", "stream": True,
+                                      "messages": [{"role": "user", "content": "hi"}]})
+        try:
+            assert (api.status, v1.status) == (200, 200)
+            await asyncio.gather(api.content.readany(), v1.content.readany())
+            gc.collect()
+            held = [o for o in gc.get_objects() if isinstance(o, AsyncAPIResponse)]
+        finally:
+            api.close()
+            v1.close()
+    assert held == []
+
+
 # ------------------------------------------------------------------ the token query
 
 
