@@ -111,7 +111,8 @@ async def test_open_streams_keep_no_sdk_wrappers(live_app, fake_openai, alice, s
             assert (api.status, v1.status) == (200, 200)
             await asyncio.gather(api.content.readany(), v1.content.readany())
             gc.collect()
-            held = [o for o in gc.get_objects() if isinstance(o, AsyncAPIResponse)]
+            # type(), not isinstance(): that asks lazy objects (a request.user) for __class__, loading them.
+            held = [o for o in gc.get_objects() if issubclass(type(o), AsyncAPIResponse)]
         finally:
             api.close()
             v1.close()
