@@ -20,8 +20,8 @@ from django.contrib.auth import middleware as auth
 from django.contrib.messages import middleware as messages
 from django.contrib.sessions import middleware as sessions
 from django.http import HttpRequest, HttpResponseBase
-from django.utils.deprecation import MiddlewareMixin
 from django.middleware import clickjacking, common, csp, csrf, security
+from django.utils.deprecation import MiddlewareMixin
 
 
 class OnLoopMixin:

@@ -70,8 +70,8 @@ DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{BASE_DIR / '
 _POSTGRESQL = DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql"
 # SQLite: requests to the async views (the streaming API) run their queries on the process's one
 # shared sync thread (chatproject/handler.py), so its connection is kept rather than reopened per
-# request (~0.7 ms of CPU each). PostgreSQL reuses connections through its pool instead, which
-# needs CONN_MAX_AGE 0.
+# request (~0.7 ms of CPU each); a sync view's per-request thread drops its connection when the
+# thread ends. PostgreSQL reuses connections through its pool instead, which needs CONN_MAX_AGE 0.
 DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("CONN_MAX_AGE", default=0 if _POSTGRESQL else 600))
 # PostgreSQL: a connection pool per worker process. Every request to a sync view runs its queries
 # on a thread of its own, so without one a burst of requests opens as many connections at once
