@@ -52,7 +52,10 @@ def test_only_async_views_skip_the_per_request_thread():
     assert _routes_to_async_view({"path": "/prefix/api/chat/openai", "root_path": "/prefix"})
 
 
-async def test_pages_through_the_handler_keep_djangos_security_behaviour(live_app, alice):
+@pytest.mark.parametrize("csrf_in_session", [False, True], ids=["csrf-cookie", "csrf-in-session"])
+async def test_pages_through_the_handler_keep_djangos_security_behaviour(live_app, alice, settings,
+                                                                         csrf_in_session):
+    settings.CSRF_USE_SESSIONS = csrf_in_session  # then the CSRF twin's hooks go back to a thread
     login = live_app + "/accounts/login/"
     credentials = {"username": "alice", "password": PASSWORD}
     async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as session:  # unsafe: an IP host
@@ -65,6 +68,7 @@ async def test_pages_through_the_handler_keep_djangos_security_behaviour(live_ap
             assert resp.headers["X-Content-Type-Options"] == "nosniff"  # security
             assert "script-src 'self'" in resp.headers["Content-Security-Policy"]  # CSP
             html = await resp.text()
+            assert ("csrftoken" in resp.cookies) is not csrf_in_session
         # ...and with them, the login works and starts a session.
         token = html.split('name="csrfmiddlewaretoken" value="')[1].split('"')[0]
         async with session.post(login, data={**credentials, "csrfmiddlewaretoken": token},
