@@ -17,6 +17,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import connections, router
 from django.db.models import Field
+from django.db.models.expressions import Col
 from rest_framework.authtoken.models import Token
 
 from profiles.models import Profile
@@ -27,8 +28,9 @@ USER_FIELDS = ("id", "is_active")
 @dataclass(frozen=True)
 class _Compiled:
     sql: str
-    user_fields: list[Field]
-    profile_fields: list[Field]
+    user_columns: list[Col]  # the selected columns, in order: what the converters are given
+    profile_columns: list[Col]
+    profile_attnames: list[str]
 
 
 _compiled: dict[str, _Compiled] = {}  # by database alias
@@ -43,15 +45,18 @@ def _compile(alias: str) -> _Compiled:
     )[:1]  # [:1], not first(): the key is unique, an ORDER BY would only cost time
     sql, params = queryset.query.get_compiler(using=alias).as_sql()
     assert list(params) == [""], params  # the key is the one parameter
-    return _Compiled(sql, user_fields, profile_fields)
+    return _Compiled(sql, _columns(user_fields), _columns(profile_fields), [f.attname for f in profile_fields])
 
 
-def _converted(values: tuple[Any, ...], fields: list[Field], connection: Any) -> list[Any]:
+def _columns(fields: list[Field]) -> list[Col]:
+    return [field.get_col(field.model._meta.db_table) for field in fields]
+
+
+def _converted(values: tuple[Any, ...], columns: list[Col], connection: Any) -> list[Any]:
     # What SQLCompiler.apply_converters does: the backend's converters, then the field's own.
     out = []
-    for value, field in zip(values, fields, strict=True):
-        col = field.get_col(field.model._meta.db_table)
-        for converter in [*connection.ops.get_db_converters(col), *field.get_db_converters(connection)]:
+    for value, col in zip(values, columns, strict=True):
+        for converter in [*connection.ops.get_db_converters(col), *col.get_db_converters(connection)]:
             value = converter(value, col, connection)
         out.append(value)
     return out
@@ -70,13 +75,12 @@ def user_and_profile_for_token(key: str) -> tuple[AbstractBaseUser, Profile | No
         row = cursor.fetchone()
     if row is None:
         return None
-    n_user = len(compiled.user_fields)
-    user_model = get_user_model()
-    user = user_model.from_db(alias, USER_FIELDS, _converted(row[:n_user], compiled.user_fields, connection))
+    n_user = len(compiled.user_columns)
+    user = get_user_model().from_db(alias, USER_FIELDS, _converted(row[:n_user], compiled.user_columns, connection))
     profile_row = row[n_user:]
     if profile_row[0] is None:  # the LEFT JOIN found no profile
         return user, None
-    profile = Profile.from_db(alias, [f.attname for f in compiled.profile_fields],
-                              _converted(profile_row, compiled.profile_fields, connection))
+    profile = Profile.from_db(alias, compiled.profile_attnames,
+                              _converted(profile_row, compiled.profile_columns, connection))
     Profile.user.field.set_cached_value(profile, user)  # profile.user without a query
     return user, profile

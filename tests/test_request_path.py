@@ -2,6 +2,7 @@
 (chat/token_query.py): cheaper, and otherwise Django's behaviour."""
 
 import asyncio
+import gc
 import json
 import threading
 
@@ -9,6 +10,8 @@ import aiohttp
 import pytest
 from asgiref.sync import iscoroutinefunction, sync_to_async
 from django.contrib.auth import get_user_model
+from django.test import AsyncClient
+from openai._response import AsyncAPIResponse
 from rest_framework.authtoken.models import Token
 
 from chat.token_query import user_and_profile_for_token
@@ -17,7 +20,7 @@ from chatproject.handler import ON_LOOP_TWINS, ChatASGIHandler, _routes_to_async
 from profiles.models import Profile
 from tests.conftest import ALICE_KEY, ALICE_ORG, PASSWORD
 from tests.fake_openai import Scenario
-from tests.helpers import CHAT_URL, chat_body
+from tests.helpers import CHAT_URL, chat_body, json_of, post_chat
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -98,10 +101,6 @@ async def test_open_streams_hold_no_thread_each(live_app, fake_openai, alice, se
 
 async def test_open_streams_keep_no_sdk_wrappers(live_app, fake_openai, alice, settings):
     """While streaming, only the aiohttp response is held (relay.UpstreamBody), not the SDK's wrappers."""
-    import gc
-
-    from openai._response import AsyncAPIResponse
-
     settings.MAX_STREAMS_PER_USER = 20
     fake_openai.scenario = Scenario(pieces=["a"] * 40, gap=0.05)
     token = await sync_to_async(lambda: Token.objects.create(user=alice).key)()
@@ -150,10 +149,6 @@ def test_token_query_without_profile_or_token(bob, bob_token):
 
 async def test_inactive_user_token_is_refused(fake_openai, alice, alice_token):
     await get_user_model().objects.filter(pk=alice.pk).aupdate(is_active=False)
-    from django.test import AsyncClient
-
-    from tests.helpers import json_of, post_chat
-
     response, content = await post_chat(AsyncClient(), chat_body(), token=alice_token)
     assert response.status_code == 401 and json_of(content)["code"] == "invalid_token"
     assert fake_openai.requests == []
