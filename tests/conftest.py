@@ -45,6 +45,22 @@ def fake_openai(fake_openai_server: FakeOpenAI, settings) -> FakeOpenAI:
 
 
 @pytest.fixture(scope="session", autouse=True)
+def _close_database_connections(django_db_setup, django_db_blocker) -> Iterator[None]:
+    """Before the test database is dropped, close what async tests left open: the async ORM runs on
+    asgiref's shared thread, whose connection nothing closes (on PostgreSQL the drop then fails:
+    "database is being accessed by other users"), and PostgreSQL's pool."""
+    yield
+    from asgiref.sync import SyncToAsync
+    from django.db import connections
+
+    with django_db_blocker.unblock():
+        SyncToAsync.single_thread_executor.submit(connections.close_all).result()
+        for connection in connections.all():
+            if getattr(connection, "pool", None) is not None:
+                connection.close_pool()
+
+
+@pytest.fixture(scope="session", autouse=True)
 async def _pooled_upstream_clients():
     """All async tests share one event loop, so one pooled client; close it at the end."""
     yield
