@@ -8,9 +8,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
-
-from .errors import ApiError
+from core.errors import ApiError
 
 ROLES = frozenset({"system", "user", "assistant"})
 PART_TYPES = frozenset({"text", "image_url"})
@@ -22,14 +20,6 @@ class ChatRequest:
     model: str
     temperature: float | None
     messages: list[dict[str, Any]]
-
-
-def parse_json_body(raw: bytes) -> Any:
-    """Parse a JSON request body; any Content-Type (chatbot-ui's browser sends none)."""
-    try:
-        return orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        raise ApiError(400, "invalid_json", f"The request body is not valid JSON ({exc.msg}).") from None
 
 
 def _is_one_of(value: Any, names: frozenset[str]) -> bool:

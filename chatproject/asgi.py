@@ -17,12 +17,12 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "chatproject.settings")
 
 django.setup(set_prefix=False)  # what get_asgi_application() does, before building our handler
 
-from chat.limits import closing_abandoned_streams  # noqa: E402  (needs settings configured)
-from chatproject.body_limit import limit_request_body  # noqa: E402
-from chatproject.handler import ChatASGIHandler  # noqa: E402
+from chatproject.body_limit import limit_request_body  # noqa: E402  (needs settings configured)
 from chatproject.lifespan import with_lifespan  # noqa: E402
 from chatproject.log_filters import DropTruncatedStreamTracebacks  # noqa: E402
+from core.django_internals import ChatASGIHandler  # noqa: E402
 from profiles.checks import raise_on_key_ring_errors  # noqa: E402  (needs apps loaded)
+from upstream.stream import closing_abandoned_streams  # noqa: E402
 
 raise_on_key_ring_errors()
 # Load every view module (the OpenAI SDK among their imports) now, not on the first request.

@@ -3,6 +3,8 @@
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from upstream.client import aclose_pooled_clients
+
 Scope = dict[str, Any]
 ASGIApp = Callable[[Scope, Callable[[], Awaitable[dict]], Callable[[dict], Awaitable[None]]], Awaitable[None]]
 
@@ -16,8 +18,6 @@ def with_lifespan(app: ASGIApp) -> ASGIApp:
             if message["type"] == "lifespan.startup":
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
-                from chat.upstream import aclose_pooled_clients
-
                 await aclose_pooled_clients()
                 await send({"type": "lifespan.shutdown.complete"})
                 return

@@ -2,7 +2,7 @@
 
 import logging
 
-from chat.relay import StreamInterrupted
+from upstream.relay import StreamInterrupted
 
 
 class DropTruncatedStreamTracebacks(logging.Filter):

@@ -35,8 +35,8 @@ INSTALLED_APPS = [
     "chat",
 ]
 
-# Django's own middleware, in Django's order. Under ASGI the handler (chatproject/handler.py) runs
-# their on-loop twins from chatproject/middleware.py: the same hooks, without a thread hop each.
+# Django's own middleware, in Django's order. Under ASGI the handler (core/django_internals.py) runs
+# their on-loop twins: the same hooks, without a thread hop each.
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "django.middleware.csp.ContentSecurityPolicyMiddleware",
@@ -69,7 +69,7 @@ TEMPLATES = [
 DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}")}
 _POSTGRESQL = DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql"
 # SQLite: requests to the async views (the streaming API) run their queries on the process's one
-# shared sync thread (chatproject/handler.py), so its connection is kept rather than reopened per
+# shared sync thread (core/django_internals.py), so its connection is kept rather than reopened per
 # request (~0.7 ms of CPU each); a sync view's per-request thread drops its connection when the
 # thread ends. PostgreSQL reuses connections through its pool instead, which needs CONN_MAX_AGE 0.
 DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("CONN_MAX_AGE", default=0 if _POSTGRESQL else 600))
@@ -174,15 +174,14 @@ SECURE_PROXY_SSL_HEADER: tuple[str, ...] | None = env.tuple("SECURE_PROXY_SSL_HE
 REST_FRAMEWORK = {
     # The token first: its WWW-Authenticate header makes "not logged in" a 401 rather than a 403.
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "chat.api_auth.TokenOrBearerAuthentication",  # 'Token <t>' and 'Bearer <t>'
+        "core.drf.TokenOrBearerAuthentication",  # 'Token <t>' and 'Bearer <t>'
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    # The body size limit (413) and orjson's nesting limit (400) for DRF too (chat/api_parsers.py).
-    "DEFAULT_PARSER_CLASSES": [
-        "chat.api_parsers.JSONParser", "chat.api_parsers.FormParser", "chat.api_parsers.MultiPartParser"],
-    "EXCEPTION_HANDLER": "chat.errors.drf_exception_handler",  # the one JSON error shape
+    # The body size limit (413) and orjson's nesting limit (400) for DRF too (core/drf.py).
+    "DEFAULT_PARSER_CLASSES": ["core.drf.JSONParser", "core.drf.FormParser", "core.drf.MultiPartParser"],
+    "EXCEPTION_HANDLER": "core.drf.drf_exception_handler",  # the one JSON error shape
     # Failed password logins at POST /api/token/ per client address: "5/min", "20/hour" (s, m, h, d).
     "DEFAULT_THROTTLE_RATES": {"login_failures": env.str("LOGIN_FAILURE_RATE", default="5/min")},
     # Reverse proxies in front that append to X-Forwarded-For; 0 uses the peer address (unspoofable).

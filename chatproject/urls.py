@@ -21,6 +21,6 @@ urlpatterns = [
 ]
 
 # API paths answer Django's own 400/404/500 in their JSON error shape, pages in HTML.
-handler400 = "chat.errors.bad_request"
-handler404 = "chat.errors.not_found"
-handler500 = "chat.errors.server_error"
+handler400 = "chatproject.error_pages.bad_request"
+handler404 = "chatproject.error_pages.not_found"
+handler500 = "chatproject.error_pages.server_error"

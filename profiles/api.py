@@ -1,7 +1,7 @@
 """REST API: the caller's own profile (/api/profile/) and API token (/api/token/).
 
 There is no user id in any URL: every view works on request.user, so nobody can name someone
-else's profile. Token or Bearer auth (chat/api_auth.py) or a session with CSRF.
+else's profile. Token or Bearer auth (core/drf.py) or a session with CSRF.
 """
 
 import math
@@ -17,7 +17,7 @@ from rest_framework.settings import api_settings
 from rest_framework.throttling import BaseThrottle, SimpleRateThrottle
 from rest_framework.views import APIView
 
-from chat.errors import ApiError
+from core.errors import ApiError
 
 from .serializers import (
     ErrorSerializer,
@@ -122,7 +122,7 @@ class TokenApi(APIView):
     def post(self, request: Request) -> Response:
         serializer = TokenRequestSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        user = authenticate(request._request, **serializer.validated_data)
+        user = authenticate(request, **serializer.validated_data)
         if user is None:
             FailedLoginThrottle().record_failure(request, self)
             raise ApiError(400, "invalid_credentials", "Unable to log in with the username and password provided.")

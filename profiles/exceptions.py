@@ -1,4 +1,6 @@
-"""What can be wrong with a user's stored OpenAI credentials (mapped to API errors in chat/errors.py)."""
+"""What can be wrong with a user's stored OpenAI credentials, and the API errors that say so."""
+
+from core.errors import ApiError
 
 
 class OpenAIKeyProblem(Exception):
@@ -11,3 +13,12 @@ class OpenAIKeyMissing(OpenAIKeyProblem):
 
 class OpenAIKeyUnreadable(OpenAIKeyProblem):
     """A key is stored but no key in the encryption ring decrypts it."""
+
+
+# As every API endpoint answers them (services.profile_api_credentials); the error body links to
+# the settings page, where both are fixed.
+KEY_MISSING = ApiError(400, "openai_api_key_missing",
+                       "OpenAI API Key not found. Please set it in your profile settings.")
+KEY_UNREADABLE = ApiError(400, "openai_api_key_unreadable",
+                          "Your stored OpenAI API Key can no longer be read (the server's encryption key changed). "
+                          "Please re-enter it in your profile settings.")

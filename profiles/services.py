@@ -5,18 +5,13 @@ from dataclasses import dataclass
 from django.contrib.auth.models import AbstractBaseUser
 from django.utils import timezone
 
-from .exceptions import OpenAIKeyMissing, OpenAIKeyUnreadable
+from core.errors import ApiError
+from upstream import client as upstream
+from upstream.credentials import OpenAICredentials
+
+from .exceptions import KEY_MISSING, KEY_UNREADABLE, OpenAIKeyMissing, OpenAIKeyUnreadable
 from .fields import UnreadableSecret
 from .models import Profile
-
-
-@dataclass(frozen=True, slots=True)
-class OpenAICredentials:
-    api_key: str
-    organization: str | None
-
-    def __repr__(self) -> str:  # never print the key, even in a traceback's locals
-        return f"OpenAICredentials(api_key='***', organization={self.organization!r})"
 
 
 def profile_for(*, user: AbstractBaseUser) -> Profile:
@@ -54,6 +49,17 @@ def profile_openai_credentials(*, profile: Profile) -> OpenAICredentials:
     return OpenAICredentials(api_key=key, organization=profile.openai_organization_id or None)
 
 
+def profile_api_credentials(*, profile: Profile) -> OpenAICredentials:
+    """profile_openai_credentials for an API call: a missing or unreadable key is its ApiError (400,
+    with the link to the settings page where it is fixed)."""
+    try:
+        return profile_openai_credentials(profile=profile)
+    except OpenAIKeyMissing:
+        raise KEY_MISSING from None
+    except OpenAIKeyUnreadable:
+        raise KEY_UNREADABLE from None
+
+
 @dataclass(frozen=True, slots=True)
 class KeyCheck:
     """What the upstream said of a key: ok, or an error code and a message for its owner."""
@@ -65,13 +71,8 @@ class KeyCheck:
 
 async def openai_credentials_check(*, credentials: OpenAICredentials) -> KeyCheck:
     """Ask the upstream whether these credentials work (GET /models); never raises for upstream errors."""
-    # chat builds on profiles (it imports OpenAICredentials from here): imported late to keep it one-way.
-    from chat import upstream
-    from chat.errors import ApiError
-
     try:
-        response = await upstream.get_models(credentials=credentials)
+        await upstream.get_models(credentials=credentials)
     except ApiError as error:
         return KeyCheck(ok=False, code=error.code, message=error.message)
-    await response.close()
     return KeyCheck(ok=True)

@@ -14,12 +14,13 @@ from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 
+from upstream.credentials import OpenAICredentials
+
 from .exceptions import OpenAIKeyProblem
 from .forms import OpenAISettingsForm
 from .models import Profile
 from .services import (
     KeyCheck,
-    OpenAICredentials,
     openai_credentials_check,
     profile_clear_openai_key,
     profile_for,

@@ -64,7 +64,7 @@ def _close_database_connections(django_db_setup, django_db_blocker) -> Iterator[
 async def _pooled_upstream_clients():
     """All async tests share one event loop, so one pooled client; close it at the end."""
     yield
-    from chat.upstream import aclose_pooled_clients
+    from upstream.client import aclose_pooled_clients
 
     await aclose_pooled_clients()
 
@@ -157,3 +157,43 @@ def live_asgi_server() -> Iterator[LiveASGIServer]:
 def live_app(live_asgi_server: LiveASGIServer, fake_openai: FakeOpenAI, transactional_db) -> str:
     """Base URL of the app under uvicorn, with the fake upstream selected."""
     return live_asgi_server.url
+
+
+# --- slow tests, and browser tests that could not run ----------------------------------------------
+
+BROWSER_MISSING = "Chromium is not installed"  # the skip reason given by tests/browser.py
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config, items) -> None:
+    """Every browser test is also slow: `make test-fast` (-m "not slow") leaves them out. tryfirst so
+    the mark is there before pytest's own -m deselection looks."""
+    for item in items:
+        if item.get_closest_marker("browser") is not None:
+            item.add_marker(pytest.mark.slow)
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    """After pytest's own summary (so it is the last thing before the totals): the browser tests that
+    were skipped because Chromium is missing, and how to get it."""
+    yield
+    skipped = [
+        report for report in terminalreporter.stats.get("skipped", [])
+        if isinstance(report.longrepr, tuple) and BROWSER_MISSING in str(report.longrepr[2])
+    ]
+    if not skipped:
+        return
+    write = terminalreporter.write_line
+    terminalreporter.section("browser tests did not run", sep="=", yellow=True, bold=True)
+    count = len(skipped)
+    write(f"{count} browser {'test' if count == 1 else 'tests'} did not run: Chromium is not installed.",
+          yellow=True, bold=True)
+    write("They drive Debian's Chromium (/usr/bin/chromium, or CHROMIUM=/path/to/chromium) through")
+    write("Playwright's Python package (installed with the test dependencies); Playwright's own browser")
+    write("download is not used. To run them, install Chromium and run the tests again:")
+    write("")
+    write("    sudo apt-get install chromium      # as root: apt-get install chromium")
+    write("    make test")
+    write("")
+    write("REQUIRE_BROWSER=1 (as in CI) makes a missing Chromium fail these tests instead of skipping them.")

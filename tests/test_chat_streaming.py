@@ -130,7 +130,7 @@ async def test_truncation_is_one_warning_not_a_server_traceback(live_app, fake_o
                 with pytest.raises(aiohttp.ClientPayloadError):
                     await resp.read()
         await asyncio.sleep(0.2)  # the server logs once the response is over
-    warnings = [r for r in caplog.records if r.name == "chat.relay" and r.levelno == logging.WARNING]
+    warnings = [r for r in caplog.records if r.name == "upstream.relay" and r.levelno == logging.WARNING]
     assert len(warnings) == 1 and "failed mid-response" in warnings[0].getMessage()
     assert not [r for r in caplog.records if r.name == "uvicorn.error" and r.levelno >= logging.ERROR]
 

@@ -16,8 +16,8 @@ import psutil
 import pytest
 from django.core.cache import cache
 
-from chat import upstream
-from chat.limits import _slot_keys
+from upstream import client as upstream
+from upstream.limits import _slot_keys
 from tests.fake_openai import Scenario
 from tests.helpers import CHAT_URL, chat_body
 
@@ -104,6 +104,7 @@ async def settle(check, timeout: float = 10.0) -> None:
         await asyncio.sleep(0.05)
 
 
+@pytest.mark.slow
 async def test_a_thousand_streams_cut_at_random_points_leave_nothing_behind(
         live_asgi_server, live_app, fake_openai, alice, alice_token, settings):
     settings.MAX_STREAMS_PER_USER = 64  # counted too: every slot must come back

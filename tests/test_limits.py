@@ -16,8 +16,8 @@ import pytest
 from django.core.cache import cache
 from django.test import AsyncClient
 
-from chat.errors import ApiError
-from chat.limits import acquire_stream_slot
+from core.errors import ApiError
+from upstream.limits import acquire_stream_slot
 from tests.conftest import ALICE_KEY, TEST_RING_KEYS
 from tests.fake_openai import Scenario
 from tests.helpers import CHAT_URL, chat_body, json_of, post_chat
@@ -257,6 +257,7 @@ def _connections_per_worker(server: subprocess.Popen, port: int) -> dict[int, in
     return per_worker
 
 
+@pytest.mark.slow
 async def test_two_workers_share_the_cap_through_redis(two_workers, fake_openai):
     server, url, token = two_workers
     port = int(url.rsplit(":", 1)[1])
@@ -294,6 +295,7 @@ async def test_two_workers_share_the_cap_through_redis(two_workers, fake_openai)
         await asyncio.gather(*(session.close() for session in sessions))
 
 
+@pytest.mark.slow
 async def test_a_killed_worker_cannot_lock_its_user_out(two_workers, fake_openai):
     import psutil
 
@@ -328,29 +330,50 @@ async def test_a_killed_worker_cannot_lock_its_user_out(two_workers, fake_openai
     assert psutil.Process(server.pid).is_running()
 
 
-async def test_a_response_dropped_before_it_was_sent_still_gives_everything_back(alice):
-    """Django drops a response when the client leaves while middleware still handle it; the ASGI
-    wrapper closes its body (and the upstream stream in it) once the request is over."""
-    from chat.limits import closing_abandoned_streams
+async def test_a_response_dropped_while_its_head_is_sent_still_gives_everything_back(
+        fake_openai, alice, alice_token, settings):
+    """When the client leaves while the response head is being sent, Django drops the response
+    without iterating or closing its body, so the stream's owner never hears of it: only the ASGI
+    safety net (upstream.stream.closing_abandoned_streams) closes the upstream stream and its slot."""
+    from chatproject import asgi
+    from upstream.stream import closing_abandoned_streams
 
-    closed = []
+    settings.MAX_STREAMS_PER_USER = 2
+    fake_openai.scenario = Scenario(pieces=["x"] * 20, gap=0.1)
+    body = json.dumps(chat_body()).encode()
 
-    async def upstream_stream():
-        try:
-            yield b""
-            yield b"never sent"
-        finally:
-            closed.append(True)
+    async def request_dropped_at_its_head(app) -> None:
+        gone = asyncio.Event()
+        messages = [{"type": "http.request", "body": body, "more_body": False}]
 
-    async def app(scope, receive, send):
-        slot = await acquire_stream_slot(user_id=alice.pk)
-        stream = upstream_stream()
-        await anext(stream)
-        slot.held_while(stream)  # ...and the response holding it is dropped
+        async def receive() -> dict:
+            if messages:
+                return messages.pop()
+            await gone.wait()
+            return {"type": "http.disconnect"}
 
-    await closing_abandoned_streams(app)({"type": "http"}, None, None)
-    assert closed == [True]
-    await (await acquire_stream_slot(user_id=alice.pk)).release()  # the cap of 1 is free again
+        async def send(message: dict) -> None:
+            if message["type"] == "http.response.start":
+                gone.set()  # the client leaves now...
+                await asyncio.sleep(5)  # ...while the head is on its way (Django cancels this)
+
+        scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST",
+                 "scheme": "http", "path": CHAT_URL, "raw_path": CHAT_URL.encode(), "query_string": b"",
+                 "root_path": "", "client": ("127.0.0.1", 50000), "server": ("127.0.0.1", 80),
+                 "headers": [(b"host", b"127.0.0.1"), (b"authorization", f"Token {alice_token}".encode()),
+                             (b"content-length", str(len(body)).encode())]}
+        await asyncio.wait_for(app(scope, receive, send), 5)
+
+    await request_dropped_at_its_head(asgi.django_application)  # without the net...
+    await asyncio.sleep(0.3)
+    assert fake_openai.open_streams == 1  # ...the upstream stream is left open
+    await request_dropped_at_its_head(closing_abandoned_streams(asgi.django_application))
+    await asyncio.sleep(0.3)
+    assert fake_openai.open_streams == 1  # only the first one: the net closed the second
+    second = await acquire_stream_slot(user_id=alice.pk)  # the net gave back the second's slot...
+    with pytest.raises(ApiError):
+        await acquire_stream_slot(user_id=alice.pk)  # ...the leaked stream still holds the first
+    await second.release()
 
 
 async def test_a_client_gone_while_its_slot_is_taken_leaves_no_slot(alice):

@@ -13,7 +13,7 @@ from asgiref.sync import sync_to_async
 from django.test import AsyncClient
 from rest_framework.authtoken.models import Token
 
-from chat.views import KEY_MISSING
+from profiles.exceptions import KEY_MISSING
 from tests.conftest import ALICE_KEY, ALICE_ORG, make_user
 from tests.fake_openai import MODEL_IDS, Scenario
 from tests.helpers import chat_body, post_chat
@@ -377,7 +377,7 @@ async def test_split_multibyte_text_passes_through_intact(live_app, fake_openai,
 async def test_past_the_per_user_cap_is_a_429_in_openai_shape(fake_openai, alice, alice_token, settings):
     from django.core.cache import cache
 
-    from chat.limits import acquire_stream_slot
+    from upstream.limits import acquire_stream_slot
 
     settings.MAX_STREAMS_PER_USER = 1
     cache.clear()

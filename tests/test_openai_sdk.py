@@ -11,7 +11,7 @@ import pytest
 from asgiref.sync import sync_to_async
 from rest_framework.authtoken.models import Token
 
-from chat.views import KEY_MISSING
+from profiles.exceptions import KEY_MISSING
 from tests.conftest import ALICE_KEY, make_user
 from tests.fake_openai import MODEL_IDS, Scenario
 

@@ -1,5 +1,5 @@
-"""The ASGI handler's shortcuts (chatproject/handler.py) and the precompiled token query
-(chat/token_query.py): cheaper, and otherwise Django's behaviour."""
+"""The ASGI handler's shortcuts (core/django_internals.py) and the precompiled token query
+(profiles/token_query.py): cheaper, and otherwise Django's behaviour."""
 
 import asyncio
 import gc
@@ -14,10 +14,10 @@ from django.test import AsyncClient
 from openai._response import AsyncAPIResponse
 from rest_framework.authtoken.models import Token
 
-from chat.token_query import user_and_profile_for_token
-from chatproject import middleware as on_loop
-from chatproject.handler import ON_LOOP_TWINS, ChatASGIHandler, _routes_to_async_view
+from core import django_internals as on_loop
+from core.django_internals import ON_LOOP_TWINS, ChatASGIHandler, routes_to_async_view
 from profiles.models import Profile
+from profiles.token_query import user_and_profile_for_token
 from tests.conftest import ALICE_KEY, ALICE_ORG, PASSWORD
 from tests.fake_openai import Scenario
 from tests.helpers import CHAT_URL, chat_body, json_of, post_chat
@@ -47,12 +47,12 @@ def test_every_listed_middleware_runs_as_its_on_loop_twin(settings):
 
 
 def test_only_async_views_skip_the_per_request_thread():
-    assert _routes_to_async_view({"path": "/api/chat/openai"})
-    assert _routes_to_async_view({"path": "/v1/chat/completions"})
-    assert not _routes_to_async_view({"path": "/api/profile/"})  # DRF: sync
-    assert not _routes_to_async_view({"path": "/profile/settings/"})
-    assert not _routes_to_async_view({"path": "/no/such/page"})
-    assert _routes_to_async_view({"path": "/prefix/api/chat/openai", "root_path": "/prefix"})
+    assert routes_to_async_view({"path": "/api/chat/openai"})
+    assert routes_to_async_view({"path": "/v1/chat/completions"})
+    assert not routes_to_async_view({"path": "/api/profile/"})  # DRF: sync
+    assert not routes_to_async_view({"path": "/profile/settings/"})
+    assert not routes_to_async_view({"path": "/no/such/page"})
+    assert routes_to_async_view({"path": "/prefix/api/chat/openai", "root_path": "/prefix"})
 
 
 @pytest.mark.parametrize("csrf_in_session", [False, True], ids=["csrf-cookie", "csrf-in-session"])
@@ -100,7 +100,7 @@ async def test_open_streams_hold_no_thread_each(live_app, fake_openai, alice, se
 
 
 async def test_open_streams_keep_no_sdk_wrappers(live_app, fake_openai, alice, settings):
-    """While streaming, only the aiohttp response is held (relay.UpstreamBody), not the SDK's wrappers."""
+    """While streaming, only the aiohttp response is held (sdk_internals.network_body), not the SDK's wrappers."""
     settings.MAX_STREAMS_PER_USER = 20
     fake_openai.scenario = Scenario(pieces=["a"] * 40, gap=0.05)
     token = await sync_to_async(lambda: Token.objects.create(user=alice).key)()

@@ -70,7 +70,7 @@ PLANTED_TESTS = textwrap.dedent(f'''
 
     def test_a_log_line_leaks():
         leakcheck.register_secret("{PLANTED}")
-        logging.getLogger("chat.upstream").warning("upstream rejected {PLANTED}")
+        logging.getLogger("upstream.errors").warning("upstream rejected {PLANTED}")
 
 
     @pytest.mark.django_db
@@ -95,7 +95,7 @@ def test_a_planted_leak_fails_the_run(tmp_path):
     assert "2 passed" in output, output
     assert run.returncode == 1, output
     assert "SECRET LEAK" in output
-    assert "found in log record chat.upstream:WARNING" in output
+    assert "found in log record upstream.errors:WARNING" in output
     assert "found in response body POST /api/chat/openai -> 401" in output
     assert PLANTED not in output  # the report masks what it found
 

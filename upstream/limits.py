@@ -7,9 +7,8 @@ own after STREAM_SLOT_TTL seconds, so a worker that dies mid-stream cannot lock 
 longer than that. (A single counter with incr/decr cannot do this: its one TTL either runs out
 under live streams, resetting the count, or is refreshed by them and never runs out.)
 
-The response body holding a slot is a ReleasingStream, closed (upstream connection and slot) when
-it ends, fails or is cancelled, and at the latest when its request is over: closing_abandoned_streams,
-around the ASGI app, catches the bodies Django abandons when a client leaves at the wrong moment.
+The slot is held by the stream that took it (stream.UpstreamStream) and given back when that
+stream is closed, however it ends.
 
 Local memory (the default) counts per process; set REDIS_URL to share the count between workers.
 If the cache cannot be reached the stream is allowed (logged): the cap protects the service, it
@@ -20,8 +19,7 @@ import asyncio
 import contextlib
 import logging
 import secrets
-from collections.abc import AsyncIterator, Callable
-from contextvars import ContextVar
+from collections.abc import Callable
 from typing import Any
 
 from asgiref.sync import sync_to_async
@@ -30,7 +28,7 @@ from django.core.cache import caches
 from django.core.cache.backends.dummy import DummyCache
 from django.core.cache.backends.locmem import LocMemCache
 
-from .errors import ApiError
+from core.errors import ApiError
 
 logger = logging.getLogger(__name__)
 
@@ -95,73 +93,6 @@ class StreamSlot:
             await _call(_free_slot, key, self.token)
         except Exception:  # the slot expires on its own
             logger.warning("could not release stream slot %s", key, exc_info=True)
-
-    def held_while(self, stream: AsyncIterator[bytes]) -> "ReleasingStream":
-        """`stream` (primed: see relay.text_deltas), for the response: see ReleasingStream."""
-        return ReleasingStream(stream, self)
-
-
-class ReleasingStream:
-    """A response body that closes its upstream stream and frees its slot exactly once: when it
-    ends or fails, or at the latest when the request is over (see closing_abandoned_streams).
-    """
-
-    __slots__ = ("_closed", "_slot", "_stream")
-
-    def __init__(self, stream: AsyncIterator[bytes], slot: StreamSlot) -> None:
-        self._stream = stream
-        self._slot = slot
-        self._closed = False
-        abandoned = _request_streams.get()
-        if abandoned is not None:
-            abandoned.append(self)
-
-    def __aiter__(self) -> "ReleasingStream":
-        return self
-
-    async def __anext__(self) -> bytes:
-        try:
-            return await anext(self._stream)
-        except BaseException:  # the end (StopAsyncIteration), a failure, or cancellation
-            await self.aclose()
-            raise
-
-    async def aclose(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
-        try:
-            await self._stream.aclose()  # type: ignore[attr-defined]  # an async generator
-        finally:
-            await self._slot.release()
-
-
-# The response bodies made while serving the current request (set per request by the ASGI app).
-_request_streams: ContextVar[list[ReleasingStream] | None] = ContextVar("request_streams", default=None)
-
-
-def closing_abandoned_streams(app: Any) -> Any:
-    """ASGI middleware: once a request is over, close any response body it left open.
-
-    Django does not always close the body of a response that never finished: when the client
-    leaves while a chunk is being sent, the body's iterator is abandoned, and when it leaves while
-    the middleware are still handling the response, the response itself is dropped. Either way the
-    upstream connection and the stream slot would wait for the garbage collector.
-    """
-
-    async def application(scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] != "http":
-            return await app(scope, receive, send)
-        streams: list[ReleasingStream] = []
-        token = _request_streams.set(streams)
-        try:
-            await app(scope, receive, send)
-        finally:
-            _request_streams.reset(token)
-            for stream in streams:
-                await stream.aclose()  # nothing to do for those that ended
-
-    return application
 
 
 async def acquire_stream_slot(*, user_id: int) -> StreamSlot:

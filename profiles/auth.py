@@ -1,7 +1,7 @@
 """Who is calling, for the async API views: a session (with CSRF) or a DRF token.
 
-DRF has no async views, so this does what its SessionAuthentication and TokenAuthentication do, in
-one query for token callers (token, user and profile together: token_query.py).
+DRF has no async views, so this does what its SessionAuthentication and TokenAuthentication do
+(core/drf.py), in one query for token callers (token, user and profile together: token_query.py).
 """
 
 from asgiref.sync import sync_to_async
@@ -10,20 +10,11 @@ from django.db import connections
 from django.http import HttpRequest, HttpResponse
 from django.middleware.csrf import CsrfViewMiddleware
 
-from profiles.models import Profile
+from core.errors import ApiError, not_authenticated
+from core.tokens import token_from_header
 
-from .errors import ApiError, not_authenticated
+from .models import Profile
 from .token_query import user_and_profile_for_token
-
-TOKEN_SCHEMES = (b"token", b"bearer")
-
-
-def _token_from_header(request: HttpRequest) -> str | None:
-    header = request.META.get("HTTP_AUTHORIZATION", "")
-    scheme, _, value = header.partition(" ")
-    if scheme.lower().encode() in TOKEN_SCHEMES and value.strip():
-        return value.strip()
-    return None
 
 
 def _csrf_failure(request: HttpRequest) -> HttpResponse | None:
@@ -42,7 +33,7 @@ async def authenticate(request: HttpRequest) -> tuple[AbstractBaseUser, Profile]
     shared sync thread, whose kept connection serves every request; anything later in the request
     that needs the database gets a connection again.
     """
-    token_key = _token_from_header(request)
+    token_key = token_from_header(request)
     if token_key is not None:
 
         def load_token() -> tuple[AbstractBaseUser, Profile | None] | None:
