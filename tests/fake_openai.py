@@ -150,6 +150,7 @@ class Scenario:
     malformed_after: int | None = None  # emit "data: {not json" after N pieces, then go on
     end_without_done: bool = False  # end the body cleanly but omit "data: [DONE]"
     split_bytes: bool = False  # each SSE event in two writes, split inside a UTF-8 char
+    gzip: bool = False  # the body gzip-compressed (Content-Encoding: gzip), streamed or not
 
 
 @dataclass
@@ -742,7 +743,10 @@ class FakeOpenAI:
             "usage": _usage(prompt_tokens, len(plan.pieces)),
             "service_tier": "default",
         }
-        return self._json(200, payload, extra_headers)
+        response = self._json(200, payload, extra_headers)
+        if scenario is not None and scenario.gzip:
+            response.enable_compression(web.ContentCoding.gzip)
+        return response
 
     async def _stall(self, request: web.BaseRequest) -> bool:
         """Hold the connection open until the client leaves (True) or an hour passes.
@@ -808,6 +812,8 @@ class FakeOpenAI:
         if extra_headers:
             headers.update(extra_headers)
         resp = web.StreamResponse(status=200, headers=headers)
+        if scenario is not None and scenario.gzip:
+            resp.enable_compression(web.ContentCoding.gzip)
 
         async def send(data: bytes) -> None:
             # resp.write hands the bytes straight to the transport (one HTTP chunk per
