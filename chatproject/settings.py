@@ -211,9 +211,14 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "filters": {"client_errors_at_info": {"()": "chatproject.log_filters.ClientErrorsAtInfo"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain",
+                             "filters": ["client_errors_at_info"]}},
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
     "loggers": {
+        # One line per event: Django's default config gives "django" a console handler of its own
+        # (with DEBUG on), and its records also reach the root's: every one was printed twice.
+        "django": {"handlers": [], "level": "INFO", "propagate": True},
         # The SDK logs request options at DEBUG; keep it quiet whatever LOG_LEVEL says.
         "openai": {"level": "WARNING"},
         "httpx2": {"level": "WARNING"},
