@@ -79,7 +79,9 @@ class Proc:
         self._tree = [self.process, *self.process.children(recursive=True)]
 
     def tree(self) -> list[psutil.Process]:
-        return self._tree if self._tree is not None else [self.process, *self.process.children(recursive=True)]
+        return (
+            self._tree if self._tree is not None else [self.process, *self.process.children(recursive=True)]
+        )
 
     def cpu_seconds(self) -> float:
         """CPU time of the tree: nanosecond schedstat of every thread where Linux has it, else psutil."""
@@ -116,8 +118,18 @@ class Proc:
 
 
 def start_fake(*, port: int, chunks: int, gap_ms: float, env: dict[str, str], log_dir: Path) -> Proc:
-    argv = [sys.executable, "tests/fake_openai.py", "--host", "127.0.0.1", "--port", str(port),
-            "--chunks", str(chunks), "--gap-ms", str(gap_ms)]
+    argv = [
+        sys.executable,
+        "tests/fake_openai.py",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--chunks",
+        str(chunks),
+        "--gap-ms",
+        str(gap_ms),
+    ]
     proc = Proc("fake-openai", argv, env=env, log_dir=log_dir)
     deadline = time.monotonic() + 20
     while b"listening on" not in proc.log_path.read_bytes():
@@ -153,17 +165,39 @@ def app_environment(*, fake_port: int, database_url: str) -> dict[str, str]:
 
 def create_users(env: dict[str, str], count: int, openai_key: str) -> list[str]:
     """Migrate the run's database and make `count` users with a stored key; their API tokens."""
-    subprocess.run([sys.executable, "manage.py", "migrate", "--noinput", "-v0"], cwd=REPO, env=env, check=True)
-    out = subprocess.run([sys.executable, "bench/bench_setup.py", str(count), openai_key], cwd=REPO, env=env,
-                         check=True, capture_output=True, text=True)
+    subprocess.run(
+        [sys.executable, "manage.py", "migrate", "--noinput", "-v0"], cwd=REPO, env=env, check=True
+    )
+    out = subprocess.run(
+        [sys.executable, "bench/bench_setup.py", str(count), openai_key],
+        cwd=REPO,
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
+    )
     return out.stdout.split()
 
 
 def app_argv(*, port: int, workers: int) -> list[str]:
     """The production command (as `make run`): uvicorn, uvloop, httptools, no access log."""
-    return [sys.executable, "-m", "uvicorn", "chatproject.asgi:application", "--host", "127.0.0.1",
-            "--port", str(port), "--loop", "uvloop", "--http", "httptools", "--workers", str(workers),
-            "--no-access-log"]
+    return [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        "chatproject.asgi:application",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--loop",
+        "uvloop",
+        "--http",
+        "httptools",
+        "--workers",
+        str(workers),
+        "--no-access-log",
+    ]
 
 
 async def wait_http(url: str, proc: Proc, *, timeout: float = 60.0) -> None:
@@ -260,14 +294,22 @@ def client_session() -> aiohttp.ClientSession:
     )
 
 
-async def one_stream(session: aiohttp.ClientSession, target: Target, index: int = 0, *, first_byte_only: bool = False,
-                     counter: OpenCounter | None = None) -> StreamResult:
+async def one_stream(
+    session: aiohttp.ClientSession,
+    target: Target,
+    index: int = 0,
+    *,
+    first_byte_only: bool = False,
+    counter: OpenCounter | None = None,
+) -> StreamResult:
     result = StreamResult()
     clock = time.perf_counter
     start = clock()
     opened = False
     try:
-        async with session.post(target.url, data=target.body, headers=target.headers[index % len(target.headers)]) as resp:
+        async with session.post(
+            target.url, data=target.body, headers=target.headers[index % len(target.headers)]
+        ) as resp:
             if counter is not None:
                 counter.up()
                 opened = True
@@ -321,8 +363,10 @@ def machine_description() -> str:
                 break
     except OSError:
         pass
-    return (f"{os.cpu_count()} CPUs (nproc {len(os.sched_getaffinity(0))}), {model}, "
-            f"Python {sys.version.split()[0]}, {package_versions()}")
+    return (
+        f"{os.cpu_count()} CPUs (nproc {len(os.sched_getaffinity(0))}), {model}, "
+        f"Python {sys.version.split()[0]}, {package_versions()}"
+    )
 
 
 def package_versions() -> str:
@@ -337,6 +381,19 @@ def package_versions() -> str:
     return ", ".join(parts)
 
 
-__all__ = ["OpenCounter", "Proc", "Sampler", "StreamResult", "Target", "app_argv", "client_session",
-           "free_port", "machine_description", "one_stream", "percentile", "raise_nofile_limit", "start_fake",
-           "wait_http"]
+__all__ = [
+    "OpenCounter",
+    "Proc",
+    "Sampler",
+    "StreamResult",
+    "Target",
+    "app_argv",
+    "client_session",
+    "free_port",
+    "machine_description",
+    "one_stream",
+    "percentile",
+    "raise_nofile_limit",
+    "start_fake",
+    "wait_http",
+]

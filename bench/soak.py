@@ -35,6 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import aiohttp
 import psutil
+
 from benchlib import (
     Proc,
     app_argv,
@@ -60,7 +61,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--fail-rate", type=float, default=0.05, help="upstream streams dropped part-way")
     parser.add_argument("--chunks", type=int, default=40, help="content chunks per answer")
     parser.add_argument("--gap-ms", type=float, default=50, help="between chunks (default 50: a 2 s answer)")
-    parser.add_argument("--warm-up", type=float, default=20, help="seconds of load before measuring (default 20)")
+    parser.add_argument(
+        "--warm-up", type=float, default=20, help="seconds of load before measuring (default 20)"
+    )
     parser.add_argument("--sample-every", type=float, default=30, help="seconds between memory samples")
     parser.add_argument("--seed", type=int, default=None)
     return parser.parse_args()
@@ -78,16 +81,24 @@ def database_url(tmp: Path) -> tuple[str, str]:
         from psycopg import sql
 
         config = environ.Env.db_url_config(url)
-        admin = dict(host=config["HOST"] or None, port=config["PORT"] or None, user=config["USER"] or None,
-                     password=config["PASSWORD"] or None, dbname="postgres", autocommit=True)
+        admin = dict(
+            host=config["HOST"] or None,
+            port=config["PORT"] or None,
+            user=config["USER"] or None,
+            password=config["PASSWORD"] or None,
+            dbname="postgres",
+            autocommit=True,
+        )
         with psycopg.connect(**{k: v for k, v in admin.items() if v is not None}) as conn:
             if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [config["NAME"]]).fetchone():
                 conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(config["NAME"])))
         return url, f"PostgreSQL ({config['NAME']} on {config['HOST'] or 'localhost'})"
     if url:
         return url, url.split(":", 1)[0]
-    return (f"sqlite:///{tmp / 'soak.sqlite3'}",
-            "SQLite (a temporary file; set DATABASE_URL=postgres://... for the PostgreSQL run)")
+    return (
+        f"sqlite:///{tmp / 'soak.sqlite3'}",
+        "SQLite (a temporary file; set DATABASE_URL=postgres://... for the PostgreSQL run)",
+    )
 
 
 # --------------------------------------------------------------------------- the load
@@ -103,10 +114,15 @@ class Soak:
         self.errors: Counter[str] = Counter()
         self.answer_length = sum(len(f"tok{i} ") for i in range(args.chunks))
         self.answer_seconds = args.chunks * args.gap_ms / 1000
-        self.chat_body = json.dumps({"chatSettings": {"model": MODEL, "temperature": 0.5},
-                                     "messages": [{"role": "user", "content": "Say hello"}]}).encode()
-        self.v1_body = json.dumps({"model": MODEL, "stream": True,
-                                   "messages": [{"role": "user", "content": "Say hello"}]}).encode()
+        self.chat_body = json.dumps(
+            {
+                "chatSettings": {"model": MODEL, "temperature": 0.5},
+                "messages": [{"role": "user", "content": "Say hello"}],
+            }
+        ).encode()
+        self.v1_body = json.dumps(
+            {"model": MODEL, "stream": True, "messages": [{"role": "user", "content": "Say hello"}]}
+        ).encode()
 
     async def client(self, session: aiohttp.ClientSession, n: int, until: float) -> None:
         token = self.tokens[n]
@@ -115,12 +131,22 @@ class Soak:
         headers = {"Authorization": f"Bearer {token}", **({"Content-Type": "application/json"} if v1 else {})}
         body = self.v1_body if v1 else self.chat_body
         while time.monotonic() < until:
-            cut_after = (self.rng.uniform(0, self.answer_seconds) if self.rng.random() < self.args.disconnect_rate
-                         else None)
+            cut_after = (
+                self.rng.uniform(0, self.answer_seconds)
+                if self.rng.random() < self.args.disconnect_rate
+                else None
+            )
             await self.one(session, url, headers, body, v1, cut_after)
 
-    async def one(self, session: aiohttp.ClientSession, url: str, headers: dict[str, str], body: bytes, v1: bool,
-                  cut_after: float | None) -> None:
+    async def one(
+        self,
+        session: aiohttp.ClientSession,
+        url: str,
+        headers: dict[str, str],
+        body: bytes,
+        v1: bool,
+        cut_after: float | None,
+    ) -> None:
         path = "v1" if v1 else "api"
         received = b""
         try:
@@ -178,12 +204,18 @@ async def main() -> int:
     fake_port, app_port = free_port(), free_port()
     db_url, db_note = database_url(tmp)
     env = app_environment(fake_port=fake_port, database_url=db_url)
-    redis_note = f"Redis ({env['REDIS_URL']})" if env.get("REDIS_URL") else \
-        "local memory (no REDIS_URL: the stream cap is counted per worker)"
+    redis_note = (
+        f"Redis ({env['REDIS_URL']})"
+        if env.get("REDIS_URL")
+        else "local memory (no REDIS_URL: the stream cap is counted per worker)"
+    )
     users = args.streams
-    print(f"soak: {args.duration:g} s (+{args.warm_up:g} s warm-up), {args.streams} concurrent streams ({args.chunks} chunks x "
-          f"{args.gap_ms:g} ms), {args.workers} workers, {args.disconnect_rate:.0%} cut by clients, "
-          f"{args.fail_rate:.0%} failed upstream\n  database: {db_note}\n  stream cap: {redis_note}", flush=True)
+    print(
+        f"soak: {args.duration:g} s (+{args.warm_up:g} s warm-up), {args.streams} concurrent streams ({args.chunks} chunks x "
+        f"{args.gap_ms:g} ms), {args.workers} workers, {args.disconnect_rate:.0%} cut by clients, "
+        f"{args.fail_rate:.0%} failed upstream\n  database: {db_note}\n  stream cap: {redis_note}",
+        flush=True,
+    )
     tokens = create_users(env, users, OPENAI_KEY)
     if env.get("REDIS_URL"):  # slots an earlier run's workers may have left (they expire, but later)
         import redis
@@ -193,9 +225,23 @@ async def main() -> int:
         if stale:
             client.delete(*stale)
 
-    fake = Proc("fake-openai", [sys.executable, "tests/fake_openai.py", "--port", str(fake_port), "--chunks",
-                                str(args.chunks), "--gap-ms", str(args.gap_ms), "--fail-rate", str(args.fail_rate)],
-                env=env, log_dir=tmp)
+    fake = Proc(
+        "fake-openai",
+        [
+            sys.executable,
+            "tests/fake_openai.py",
+            "--port",
+            str(fake_port),
+            "--chunks",
+            str(args.chunks),
+            "--gap-ms",
+            str(args.gap_ms),
+            "--fail-rate",
+            str(args.fail_rate),
+        ],
+        env=env,
+        log_dir=tmp,
+    )
     app = Proc("app", app_argv(port=app_port, workers=args.workers), env=env, log_dir=tmp)
     app_url = f"http://127.0.0.1:{app_port}"
     try:
@@ -246,24 +292,32 @@ async def main() -> int:
         fake.stop()
 
     served = sum(soak.outcomes.values()) + sum(soak.errors.values())
-    upstream = {k: after[k] - before[k] for k in ("streams_started", "streams_completed", "streams_cancelled",
-                                                   "streams_aborted")}
+    upstream = {
+        k: after[k] - before[k]
+        for k in ("streams_started", "streams_completed", "streams_cancelled", "streams_aborted")
+    }
     print(f"\nrequests served: {served} in {elapsed:.0f} s ({served / elapsed:.1f}/s)")
     for outcome, count in sorted(soak.outcomes.items()):
         print(f"  {count:7d}  {outcome}")
     print("errors by kind:" + ("" if soak.errors else " none"))
     for kind, count in soak.errors.most_common():
         print(f"  {count:7d}  {kind}")
-    print(f"upstream (fake): {upstream['streams_started']} streams started, {upstream['streams_completed']} "
-          f"completed, {upstream['streams_cancelled']} cancelled by the app, {upstream['streams_aborted']} "
-          f"dropped on purpose")
+    print(
+        f"upstream (fake): {upstream['streams_started']} streams started, {upstream['streams_completed']} "
+        f"completed, {upstream['streams_cancelled']} cancelled by the app, {upstream['streams_aborted']} "
+        f"dropped on purpose"
+    )
     print(f"leaked upstream streams (open at the fake after the run): {leaked}")
-    print(f"app connections after the run: {app_clients} from clients, {app_upstream} to the upstream "
-          f"(idle keep-alive in the pool)")
+    print(
+        f"app connections after the run: {app_clients} from clients, {app_upstream} to the upstream "
+        f"(idle keep-alive in the pool)"
+    )
     growth = rss_end - rss_start
-    print(f"memory (RSS of the app's {len(app.tree())} processes, after {args.warm_up:g} s of warm-up at full load): "
-          f"start {rss_start / MIB:.1f} MiB, end "
-          f"{rss_end / MIB:.1f} MiB, growth {growth / MIB:+.1f} MiB ({growth / rss_start:+.1%})")
+    print(
+        f"memory (RSS of the app's {len(app.tree())} processes, after {args.warm_up:g} s of warm-up at full load): "
+        f"start {rss_start / MIB:.1f} MiB, end "
+        f"{rss_end / MIB:.1f} MiB, growth {growth / MIB:+.1f} MiB ({growth / rss_start:+.1%})"
+    )
     print("  samples: " + ", ".join(f"{t:.0f} s {rss / MIB:.0f} MiB" for t, rss in samples))
     print(f"logs: {tmp}")
     ok = leaked == 0 and not soak.errors and app_clients == 0

@@ -40,6 +40,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import aiohttp
+
 from benchlib import (
     REPO,
     OpenCounter,
@@ -156,34 +157,66 @@ class Bench:
 
     def targets(self, section: Section) -> dict[str, Target]:
         content_length = sum(len(f"tok{i} ") for i in range(section.chunks))
-        openai_body = json.dumps({
-            "model": MODEL, "stream": True,
-            "messages": [{"role": "system", "content": "Today is Saturday."}, {"role": "user", "content": "Say hello"}],
-        }).encode()
-        chat_body = json.dumps({
-            "chatSettings": {"model": MODEL, "temperature": 0.5, "prompt": "You are a friendly, helpful AI assistant.",
-                             "contextLength": 4096, "includeProfileContext": True,
-                             "includeWorkspaceInstructions": True, "embeddingsProvider": "openai"},
-            "messages": [{"role": "system", "content": "Today is Saturday."}, {"role": "user", "content": "Say hello"}],
-        }).encode()
+        openai_body = json.dumps(
+            {
+                "model": MODEL,
+                "stream": True,
+                "messages": [
+                    {"role": "system", "content": "Today is Saturday."},
+                    {"role": "user", "content": "Say hello"},
+                ],
+            }
+        ).encode()
+        chat_body = json.dumps(
+            {
+                "chatSettings": {
+                    "model": MODEL,
+                    "temperature": 0.5,
+                    "prompt": "You are a friendly, helpful AI assistant.",
+                    "contextLength": 4096,
+                    "includeProfileContext": True,
+                    "includeWorkspaceInstructions": True,
+                    "embeddingsProvider": "openai",
+                },
+                "messages": [
+                    {"role": "system", "content": "Today is Saturday."},
+                    {"role": "user", "content": "Say hello"},
+                ],
+            }
+        ).encode()
         app = f"http://127.0.0.1:{self.app_port}"
         json_headers = {"Content-Type": "application/json"}
         return {
-            "direct": Target("direct", f"http://127.0.0.1:{self.fake_port}/v1/chat/completions",
-                             [{**json_headers, "Authorization": f"Bearer {BENCH_OPENAI_KEY}"}], openai_body,
-                             expect_tail=b"data: [DONE]\n\n"),
+            "direct": Target(
+                "direct",
+                f"http://127.0.0.1:{self.fake_port}/v1/chat/completions",
+                [{**json_headers, "Authorization": f"Bearer {BENCH_OPENAI_KEY}"}],
+                openai_body,
+                expect_tail=b"data: [DONE]\n\n",
+            ),
             # chatbot-ui's browser sends no Content-Type.
-            "api": Target("api", f"{app}/api/chat/openai", [{"Authorization": f"Token {t}"} for t in self.tokens],
-                          chat_body, expect_length=content_length),
-            "v1": Target("v1", f"{app}/v1/chat/completions",
-                         [{**json_headers, "Authorization": f"Bearer {t}"} for t in self.tokens],
-                         openai_body, expect_tail=b"[DONE]\n\n"),
+            "api": Target(
+                "api",
+                f"{app}/api/chat/openai",
+                [{"Authorization": f"Token {t}"} for t in self.tokens],
+                chat_body,
+                expect_length=content_length,
+            ),
+            "v1": Target(
+                "v1",
+                f"{app}/v1/chat/completions",
+                [{**json_headers, "Authorization": f"Bearer {t}"} for t in self.tokens],
+                openai_body,
+                expect_tail=b"[DONE]\n\n",
+            ),
         }
 
     # ----------------------------------------------------------------- processes
 
     async def start_app(self) -> Proc:
-        app = Proc("app", app_argv(port=self.app_port, workers=self.args.workers), env=self.env, log_dir=self.tmp)
+        app = Proc(
+            "app", app_argv(port=self.app_port, workers=self.args.workers), env=self.env, log_dir=self.tmp
+        )
         try:
             await wait_http(f"http://127.0.0.1:{self.app_port}/api/chat/openai", app)
             deadline = time.monotonic() + 30
@@ -208,8 +241,9 @@ class Bench:
         for i in range(5):
             await one_stream(session, target, i, first_byte_only=True)
         for _ in range(2):
-            await asyncio.gather(*(one_stream(session, target, i, first_byte_only=True)
-                                   for i in range(10 * self.args.workers)))
+            await asyncio.gather(
+                *(one_stream(session, target, i, first_byte_only=True) for i in range(10 * self.args.workers))
+            )
         await asyncio.sleep(0.5)
 
     # ----------------------------------------------------------------- sections
@@ -222,10 +256,17 @@ class Bench:
         if "concurrent" in args.sections:
             sections.append(Section("concurrent", args.streams, args.chunks, args.gap_ms))
         if "capacity" in args.sections:
-            sections.append(Section("capacity", args.capacity_streams, args.capacity_chunks, args.capacity_gap_ms))
+            sections.append(
+                Section("capacity", args.capacity_streams, args.capacity_chunks, args.capacity_gap_ms)
+            )
         for section in sections:
-            self.fake = start_fake(port=self.fake_port, chunks=section.chunks, gap_ms=section.gap_ms, env=self.env,
-                                   log_dir=self.tmp)
+            self.fake = start_fake(
+                port=self.fake_port,
+                chunks=section.chunks,
+                gap_ms=section.gap_ms,
+                env=self.env,
+                log_dir=self.tmp,
+            )
             try:
                 for path in args.paths:
                     print(f"  {section.name}: {LABELS[path]} ...", file=sys.stderr, flush=True)
@@ -261,10 +302,15 @@ class Bench:
 
     def _cpu(self) -> tuple[float, float, float]:
         own = os.times()
-        return (self.app.cpu_seconds() if self.app else math.nan, self.fake.cpu_seconds(), own.user + own.system)
+        return (
+            self.app.cpu_seconds() if self.app else math.nan,
+            self.fake.cpu_seconds(),
+            own.user + own.system,
+        )
 
-    def _per_chunk(self, row: Row, before: tuple[float, float, float], after: tuple[float, float, float],
-                   chunks: int) -> None:
+    def _per_chunk(
+        self, row: Row, before: tuple[float, float, float], after: tuple[float, float, float], chunks: int
+    ) -> None:
         if chunks <= 0:
             return
         server, upstream, client = (1e6 * (b - a) / chunks for a, b in zip(before, after))
@@ -279,7 +325,9 @@ class Bench:
         row.total_p99 = percentile([r.total for r in ok], 99)
         row.reads_p50 = percentile([float(r.reads) for r in ok], 50)
 
-    async def measure_single(self, session: aiohttp.ClientSession, section: Section, target: Target, row: Row) -> None:
+    async def measure_single(
+        self, session: aiohttp.ClientSession, section: Section, target: Target, row: Row
+    ) -> None:
         first: list[StreamResult] = []
         profiler = self.start_profiler(section, row.path)
         before = self._cpu()
@@ -304,8 +352,9 @@ class Bench:
         row.first_byte_p99 = percentile([r.first_byte for r in first if r.ok], 99)
         self._per_chunk(row, before, after, section.events * sum(r.ok for r in full))
 
-    async def measure_concurrent(self, session: aiohttp.ClientSession, section: Section, target: Target,
-                                 row: Row) -> None:
+    async def measure_concurrent(
+        self, session: aiohttp.ClientSession, section: Section, target: Target, row: Row
+    ) -> None:
         counter = OpenCounter()
         sampler = Sampler(self.app, lambda: counter.value)
         if self.app is not None:
@@ -313,8 +362,9 @@ class Bench:
         profiler = self.start_profiler(section, row.path)
         before = self._cpu()
         sampler.start()
-        results = await asyncio.gather(*(one_stream(session, target, i, counter=counter)
-                                         for i in range(section.streams)))
+        results = await asyncio.gather(
+            *(one_stream(session, target, i, counter=counter) for i in range(section.streams))
+        )
         await asyncio.sleep(0.2)  # responses end before the server has finished its bookkeeping
         after = self._cpu()
         await sampler.stop()
@@ -335,14 +385,32 @@ class Bench:
     # ----------------------------------------------------------------- profiling
 
     def start_profiler(self, section: Section, path: str) -> subprocess.Popen[bytes] | None:
-        if section.name not in self.args.profile_sections or path not in self.args.profile or self.app is None:
+        if (
+            section.name not in self.args.profile_sections
+            or path not in self.args.profile
+            or self.app is None
+        ):
             return None
         out = self.profile_output(path)
         out.parent.mkdir(parents=True, exist_ok=True)
         py_spy = Path(sys.executable).with_name("py-spy")
         # Non-blocking sampling of every worker, only the thread holding the GIL: where the CPU time goes.
-        argv = [str(py_spy), "record", "--pid", str(self.app.process.pid), "--subprocesses", "--nonblocking",
-                "--gil", "--full-filenames", "--rate", "250", "--format", "raw", "--output", str(out)]
+        argv = [
+            str(py_spy),
+            "record",
+            "--pid",
+            str(self.app.process.pid),
+            "--subprocesses",
+            "--nonblocking",
+            "--gil",
+            "--full-filenames",
+            "--rate",
+            "250",
+            "--format",
+            "raw",
+            "--output",
+            str(out),
+        ]
         profiler = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         time.sleep(1.0)  # py-spy attaches
         return profiler
@@ -385,20 +453,28 @@ def kib(value: float) -> str:
 
 
 def render_table(rows: list[Row]) -> str:
-    head = ("| section | path | streams | errors | first byte p50 | p99 | total p50 | p99 | reads/stream "
-            "| server CPU/request | server CPU/chunk | upstream CPU/chunk | ratio | idle RSS | peak RSS "
-            "| RSS/open stream |")
+    head = (
+        "| section | path | streams | errors | first byte p50 | p99 | total p50 | p99 | reads/stream "
+        "| server CPU/request | server CPU/chunk | upstream CPU/chunk | ratio | idle RSS | peak RSS "
+        "| RSS/open stream |"
+    )
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for r in rows:
         if not r.available:
-            lines.append(f"| {r.section} | {LABELS[r.path]} | {r.streams} | {r.note} |" + " |" * (head.count("|") - 5))
+            lines.append(
+                f"| {r.section} | {LABELS[r.path]} | {r.streams} | {r.note} |" + " |" * (head.count("|") - 5)
+            )
             continue
         ratio = "—" if r.path == "direct" or math.isnan(r.server_us_per_chunk) else f"{r.ratio:.2f}×"
         server = "—" if r.path == "direct" else us(r.server_us_per_chunk)
         reads = "—" if math.isnan(r.reads_p50) else f"{r.reads_p50:.0f}"
         per_request = us(r.server_us_per_request)
         if r.path == "direct":
-            per_request = "—" if math.isnan(r.upstream_us_per_request) else f"{us(r.upstream_us_per_request)} (upstream)"
+            per_request = (
+                "—"
+                if math.isnan(r.upstream_us_per_request)
+                else f"{us(r.upstream_us_per_request)} (upstream)"
+            )
         lines.append(
             f"| {r.section} | {LABELS[r.path]} | {r.streams} | {r.errors} | {ms(r.first_byte_p50)} "
             f"| {ms(r.first_byte_p99)} | {ms(r.total_p50)} | {ms(r.total_p99)} | {reads} "
@@ -421,44 +497,73 @@ def evaluate(report: Report, args: argparse.Namespace) -> None:
         name = LABELS[path]
         conc = rows.get(("concurrent", path))
         if conc and not math.isnan(conc.server_us_per_chunk):
-            add(f"server CPU per relayed chunk, {name} ({conc.streams} streams)",
+            add(
+                f"server CPU per relayed chunk, {name} ({conc.streams} streams)",
                 f"{conc.server_us_per_chunk:.0f} µs vs upstream {conc.upstream_us_per_chunk:.0f} µs = {conc.ratio:.2f}×",
-                f"≤ {limits[path]:.0f}×", conc.ratio <= limits[path])
+                f"≤ {limits[path]:.0f}×",
+                conc.ratio <= limits[path],
+            )
         else:
             add(f"server CPU per relayed chunk, {name}", "not measured", f"≤ {limits[path]:.0f}×", None)
 
         single, direct1 = rows.get(("single", path)), rows.get(("single", "direct"))
         if single and direct1:
             extra = single.first_byte_p50 - direct1.first_byte_p50
-            add(f"first byte p50 with 1 stream, {name}",
+            add(
+                f"first byte p50 with 1 stream, {name}",
                 f"{ms(single.first_byte_p50)} (direct {ms(direct1.first_byte_p50)}, +{extra * 1000:.1f} ms)",
-                "≤ direct + 10 ms", extra <= 0.010)
+                "≤ direct + 10 ms",
+                extra <= 0.010,
+            )
         else:
             add(f"first byte p50 with 1 stream, {name}", "not measured", "≤ direct + 10 ms", None)
 
         if conc:
-            add(f"first byte p99 at {conc.streams} streams, {name}", ms(conc.first_byte_p99), "< 100 ms",
-                conc.first_byte_p99 < 0.100 and conc.errors == 0)
+            add(
+                f"first byte p99 at {conc.streams} streams, {name}",
+                ms(conc.first_byte_p99),
+                "< 100 ms",
+                conc.first_byte_p99 < 0.100 and conc.errors == 0,
+            )
         direct = rows.get(("concurrent", "direct"))
         if conc and direct:
             r50, r99 = conc.total_p50 / direct.total_p50, conc.total_p99 / direct.total_p99
-            add(f"total time at {conc.streams} streams, {name}",
+            add(
+                f"total time at {conc.streams} streams, {name}",
                 f"p50 {ms(conc.total_p50)} ({r50:.3f}×), p99 {ms(conc.total_p99)} ({r99:.3f}×) of direct",
-                "≤ 1.1× direct", max(r50, r99) <= 1.1 and conc.errors == 0)
+                "≤ 1.1× direct",
+                max(r50, r99) <= 1.1 and conc.errors == 0,
+            )
 
         cap = rows.get(("capacity", path))
         if cap:
-            add(f"{cap.streams} streams, {name}: errors", f"{cap.errors}" + (f" ({cap.error_example})" if cap.errors else ""),
-                "0", cap.errors == 0)
-            add(f"{cap.streams} streams, {name}: RSS per open stream above idle", kib(cap.rss_per_stream), "≤ 64 KiB",
-                cap.rss_per_stream <= 64 * KIB if not math.isnan(cap.rss_per_stream) else None)
+            add(
+                f"{cap.streams} streams, {name}: errors",
+                f"{cap.errors}" + (f" ({cap.error_example})" if cap.errors else ""),
+                "0",
+                cap.errors == 0,
+            )
+            add(
+                f"{cap.streams} streams, {name}: RSS per open stream above idle",
+                kib(cap.rss_per_stream),
+                "≤ 64 KiB",
+                cap.rss_per_stream <= 64 * KIB if not math.isnan(cap.rss_per_stream) else None,
+            )
         else:
-            add(f"capacity ({args.capacity_streams} streams), {name}", "not measured", "0 errors, ≤ 64 KiB/stream", None)
+            add(
+                f"capacity ({args.capacity_streams} streams), {name}",
+                "not measured",
+                "0 errors, ≤ 64 KiB/stream",
+                None,
+            )
 
         if single:
-            add(f"no chunk held back, {name}: reads per stream with 1 stream",
+            add(
+                f"no chunk held back, {name}: reads per stream with 1 stream",
                 f"{single.reads_p50:.0f} reads for {args.single_chunks} chunks sent {args.gap_ms:g} ms apart",
-                f"≥ {args.single_chunks - 1}", single.reads_p50 >= args.single_chunks - 1)
+                f"≥ {args.single_chunks - 1}",
+                single.reads_p50 >= args.single_chunks - 1,
+            )
     v1_rows = [r for r in report.rows if r.path == "v1"]
     if v1_rows and not any(r.available for r in v1_rows):
         for check in checks:
@@ -475,11 +580,19 @@ def render_checks(checks: list[Check]) -> str:
 
 
 def render(report: Report) -> str:
-    parts = [f"Machine: {report.machine}", f"Run: {report.config}", "", render_table(report.rows), "",
-             render_checks(report.checks)]
+    parts = [
+        f"Machine: {report.machine}",
+        f"Run: {report.config}",
+        "",
+        render_table(report.rows),
+        "",
+        render_checks(report.checks),
+    ]
     errors = [r for r in report.rows if r.errors]
     if errors:
-        parts += ["", "Errors:"] + [f"- {r.section} {LABELS[r.path]}: {r.errors} (e.g. {r.error_example})" for r in errors]
+        parts += ["", "Errors:"] + [
+            f"- {r.section} {LABELS[r.path]}: {r.errors} (e.g. {r.error_example})" for r in errors
+        ]
     notes = [r for r in report.rows if r.note and r.available]
     parts += [f"- {r.section} {LABELS[r.path]}: {r.note}" for r in notes]
     return "\n".join(parts)
@@ -489,27 +602,44 @@ def render(report: Report) -> str:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--streams", type=int, default=100, help="concurrent streams (default 100)")
     parser.add_argument("--chunks", type=int, default=200, help="content chunks per stream (default 200)")
     parser.add_argument("--gap-ms", type=float, default=20.0, help="ms between chunks (default 20)")
     parser.add_argument("--workers", type=int, default=1, help="uvicorn worker processes (default 1)")
-    parser.add_argument("--paths", default=",".join(PATHS), help="comma-separated: direct,api,v1 (default all)")
-    parser.add_argument("--sections", default="single,concurrent,capacity",
-                        help="comma-separated: single,concurrent,capacity (default all)")
-    parser.add_argument("--capacity", action="store_true", help="only the capacity section (--sections capacity)")
+    parser.add_argument(
+        "--paths", default=",".join(PATHS), help="comma-separated: direct,api,v1 (default all)"
+    )
+    parser.add_argument(
+        "--sections",
+        default="single,concurrent,capacity",
+        help="comma-separated: single,concurrent,capacity (default all)",
+    )
+    parser.add_argument(
+        "--capacity", action="store_true", help="only the capacity section (--sections capacity)"
+    )
     parser.add_argument("--capacity-streams", type=int, default=1000)
     parser.add_argument("--capacity-chunks", type=int, default=50)
     parser.add_argument("--capacity-gap-ms", type=float, default=200.0)
     parser.add_argument("--single-requests", type=int, default=20, help="first-byte samples with 1 stream")
     parser.add_argument("--single-full", type=int, default=3, help="whole streams read with 1 stream")
-    parser.add_argument("--single-chunks", type=int, default=50, help="chunks per stream in the single section")
-    parser.add_argument("--database-url", default=os.environ.get("BENCH_DATABASE_URL", ""),
-                        help="database for the app (default: a fresh SQLite file in a temp dir)")
+    parser.add_argument(
+        "--single-chunks", type=int, default=50, help="chunks per stream in the single section"
+    )
+    parser.add_argument(
+        "--database-url",
+        default=os.environ.get("BENCH_DATABASE_URL", ""),
+        help="database for the app (default: a fresh SQLite file in a temp dir)",
+    )
     parser.add_argument("--profile", default="", help="py-spy the app during the profiled sections: api,v1")
-    parser.add_argument("--profile-sections", default="concurrent",
-                        help="sections to profile (default concurrent; single profiles the per-request cost: "
-                             "its first-byte requests only)")
+    parser.add_argument(
+        "--profile-sections",
+        default="concurrent",
+        help="sections to profile (default concurrent; single profiles the per-request cost: "
+        "its first-byte requests only)",
+    )
     parser.add_argument("--profile-top", type=int, default=30, help="functions listed per profile")
     parser.add_argument("--json", default="", help="also write the figures to this file")
     args = parser.parse_args(argv)
@@ -532,11 +662,13 @@ async def amain(args: argparse.Namespace) -> Report:
     need = 2 * max(args.streams, args.capacity_streams if "capacity" in args.sections else 0) + 200
     if nofile < need:
         print(f"warning: RLIMIT_NOFILE is {nofile}; {need} file descriptors may be needed", file=sys.stderr)
-    config = (f"workers={args.workers}; single: 1 stream x {args.single_chunks} chunks, {args.single_requests} "
-              f"first-byte samples + {args.single_full} whole streams; concurrent: {args.streams} streams x "
-              f"{args.chunks} chunks {args.gap_ms:g} ms apart; capacity: {args.capacity_streams} streams x "
-              f"{args.capacity_chunks} chunks {args.capacity_gap_ms:g} ms apart; sections: {','.join(args.sections)}"
-              + ("; PROFILED (py-spy attached: CPU figures inflated)" if args.profile else ""))
+    config = (
+        f"workers={args.workers}; single: 1 stream x {args.single_chunks} chunks, {args.single_requests} "
+        f"first-byte samples + {args.single_full} whole streams; concurrent: {args.streams} streams x "
+        f"{args.chunks} chunks {args.gap_ms:g} ms apart; capacity: {args.capacity_streams} streams x "
+        f"{args.capacity_chunks} chunks {args.capacity_gap_ms:g} ms apart; sections: {','.join(args.sections)}"
+        + ("; PROFILED (py-spy attached: CPU figures inflated)" if args.profile else "")
+    )
     report = Report(machine=machine_description(), config=config)
     report.config += f"; load average at start {os.getloadavg()[0]:.2f}"
     bench = Bench(args)
@@ -570,9 +702,18 @@ def main(argv: list[str] | None = None) -> int:
     results.mkdir(exist_ok=True)
     (results / "latest.md").write_text(text + "\n")
     if args.json:
-        Path(args.json).write_text(json.dumps(
-            {"machine": report.machine, "config": report.config, "rows": [asdict(r) for r in report.rows],
-             "checks": [asdict(c) for c in report.checks]}, indent=2, default=str))
+        Path(args.json).write_text(
+            json.dumps(
+                {
+                    "machine": report.machine,
+                    "config": report.config,
+                    "rows": [asdict(r) for r in report.rows],
+                    "checks": [asdict(c) for c in report.checks],
+                },
+                indent=2,
+                default=str,
+            )
+        )
     return 0
 
 

@@ -65,9 +65,15 @@ async def models(request: HttpRequest) -> HttpResponse:
 @csrf_exempt
 async def unknown_endpoint(request: HttpRequest, path: str) -> HttpResponse:
     # OpenAI's own answer to an unknown URL, so an SDK raises NotFoundError with a readable message.
-    return openai_error_response(request, ApiError(
-        404, "unknown_url", f"Invalid URL ({request.method} /v1/{path}): this server implements "
-        "POST /v1/chat/completions and GET /v1/models."))
+    return openai_error_response(
+        request,
+        ApiError(
+            404,
+            "unknown_url",
+            f"Invalid URL ({request.method} /v1/{path}): this server implements "
+            "POST /v1/chat/completions and GET /v1/models.",
+        ),
+    )
 
 
 async def _chat_completions(request: HttpRequest) -> HttpResponse:
@@ -76,7 +82,9 @@ async def _chat_completions(request: HttpRequest) -> HttpResponse:
     credentials = profile_api_credentials(profile=profile)
     log_context = f"(/v1, user {user.pk}, model {params['model']})"
     # The per-user cap (429 past it) counts non-streaming calls too: they hold an upstream request as long.
-    stream = await open_stream(user_id=user.pk, credentials=credentials, params=params, log_context=log_context)
+    stream = await open_stream(
+        user_id=user.pk, credentials=credentials, params=params, log_context=log_context
+    )
     if params.get("stream") is not True:
         async with stream:
             return _passthrough(await stream.read_reply())
@@ -103,7 +111,9 @@ async def _authenticate(request: HttpRequest) -> tuple[Any, Profile]:
             if error.code == "not_authenticated"
             else error.message
         )
-        raise ApiError(401, "invalid_api_key", message, headers={"WWW-Authenticate": 'Bearer realm="api"'}) from None
+        raise ApiError(
+            401, "invalid_api_key", message, headers={"WWW-Authenticate": 'Bearer realm="api"'}
+        ) from None
 
 
 def _completion_params(body: Any) -> dict[str, Any]:
@@ -113,11 +123,19 @@ def _completion_params(body: Any) -> dict[str, Any]:
     model, messages = body.get("model"), body.get("messages")
     # Checked here because model rules and the upstream call need them; the rest is the upstream's to judge.
     if not isinstance(model, str) or not model.strip():
-        raise ApiError(400, "invalid_request", "You must provide a model parameter.",
-                       fields={"model": "Required: a model name such as 'gpt-4o'."})
+        raise ApiError(
+            400,
+            "invalid_request",
+            "You must provide a model parameter.",
+            fields={"model": "Required: a model name such as 'gpt-4o'."},
+        )
     if not isinstance(messages, list):
-        raise ApiError(400, "invalid_request", "Missing required parameter: 'messages'.",
-                       fields={"messages": "Required: a list of messages."})
+        raise ApiError(
+            400,
+            "invalid_request",
+            "Missing required parameter: 'messages'.",
+            fields={"messages": "Required: a list of messages."},
+        )
     return {name: value for name, value in body.items() if name not in CLIENT_OPTION_FIELDS}
 
 

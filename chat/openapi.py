@@ -25,8 +25,11 @@ SCHEMAS: dict[str, Any] = {
                     "type": {"type": "string", "example": "invalid_request_error"},
                     "param": {"type": "string", "nullable": True},
                     "code": {"type": "string", "example": "openai_api_key_missing"},
-                    "settings_url": {"type": "string", "format": "uri",
-                                     "description": "The page where the user sets their OpenAI key."},
+                    "settings_url": {
+                        "type": "string",
+                        "format": "uri",
+                        "description": "The page where the user sets their OpenAI key.",
+                    },
                 },
                 "required": ["message", "type", "param", "code", "settings_url"],
             }
@@ -42,8 +45,11 @@ SCHEMAS: dict[str, Any] = {
         "unless a limit is given).",
         "properties": {
             "model": {"type": "string", "example": "gpt-4o-mini"},
-            "messages": {"type": "array", "items": {"type": "object"},
-                         "example": [{"role": "user", "content": "Say hello"}]},
+            "messages": {
+                "type": "array",
+                "items": {"type": "object"},
+                "example": [{"role": "user", "content": "Say hello"}],
+            },
             "stream": {"type": "boolean", "default": False},
             "stream_options": {"type": "object", "properties": {"include_usage": {"type": "boolean"}}},
         },
@@ -58,26 +64,32 @@ PATHS: dict[str, Any] = {
             "operationId": "v1_chat_completions",
             "tags": ["OpenAI-compatible"],
             "summary": "Chat completion with your stored OpenAI key (official SDKs: base_url http://host/v1)",
-            "requestBody": {"required": True, "content": {
-                "application/json": {"schema": {"$ref": "#/components/schemas/ChatCompletionRequest"}}}},
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "application/json": {"schema": {"$ref": "#/components/schemas/ChatCompletionRequest"}}
+                },
+            },
             "responses": {
                 "200": {
                     "description": "stream false: OpenAI's chat.completion JSON, byte for byte. stream true: "
                     "OpenAI's Server-Sent Events (`data: {chunk}` ... `data: [DONE]`), relayed as they arrive; "
-                    "if the upstream fails mid-stream, a last `data: {\"error\": {...}}` event ends it.",
+                    'if the upstream fails mid-stream, a last `data: {"error": {...}}` event ends it.',
                     "content": {
                         "application/json": {"schema": {"type": "object", "additionalProperties": True}},
                         "text/event-stream": {"schema": {"type": "string"}},
                     },
                 },
-                **{status: {"description": text, "content": {"application/json": {"schema": OPENAI_ERROR}}}
-                   for status, text in {
-                       "400": "Invalid body, no or unusable stored key, or the upstream refused the request.",
-                       "401": "No, unknown or revoked API token (code invalid_api_key).",
-                       "429": "OpenAI rate limit (Retry-After passed on) or quota exhausted.",
-                       "502": "OpenAI unreachable or failed.",
-                       "504": "OpenAI did not answer in time.",
-                   }.items()},
+                **{
+                    status: {"description": text, "content": {"application/json": {"schema": OPENAI_ERROR}}}
+                    for status, text in {
+                        "400": "Invalid body, no or unusable stored key, or the upstream refused the request.",
+                        "401": "No, unknown or revoked API token (code invalid_api_key).",
+                        "429": "OpenAI rate limit (Retry-After passed on) or quota exhausted.",
+                        "502": "OpenAI unreachable or failed.",
+                        "504": "OpenAI did not answer in time.",
+                    }.items()
+                },
             },
             "security": SECURITY,
         }
@@ -88,12 +100,20 @@ PATHS: dict[str, Any] = {
             "tags": ["OpenAI-compatible"],
             "summary": "The models your stored OpenAI key can use (OpenAI's list, passed through)",
             "responses": {
-                "200": {"description": f"OpenAI's model list ({OPENAI_REFERENCE}/models/list).",
-                        "content": {"application/json": {"schema": {"type": "object", "additionalProperties": True}}}},
-                "400": {"description": "No or unusable stored key.",
-                        "content": {"application/json": {"schema": OPENAI_ERROR}}},
-                "401": {"description": "No, unknown or revoked API token.",
-                        "content": {"application/json": {"schema": OPENAI_ERROR}}},
+                "200": {
+                    "description": f"OpenAI's model list ({OPENAI_REFERENCE}/models/list).",
+                    "content": {
+                        "application/json": {"schema": {"type": "object", "additionalProperties": True}}
+                    },
+                },
+                "400": {
+                    "description": "No or unusable stored key.",
+                    "content": {"application/json": {"schema": OPENAI_ERROR}},
+                },
+                "401": {
+                    "description": "No, unknown or revoked API token.",
+                    "content": {"application/json": {"schema": OPENAI_ERROR}},
+                },
             },
             "security": SECURITY,
         }
@@ -103,28 +123,46 @@ PATHS: dict[str, Any] = {
             "operationId": "chat_openai",
             "tags": ["chat"],
             "summary": "chatbot-ui's chat route: the answer as plain text, streamed",
-            "requestBody": {"required": True, "content": {"application/json": {"schema": {
-                "type": "object",
-                "properties": {
-                    "chatSettings": {"type": "object", "properties": {
-                        "model": {"type": "string", "example": "gpt-4o-mini"},
-                        "temperature": {"type": "number", "minimum": 0, "maximum": 2},
-                    }, "required": ["model"]},
-                    "messages": {"type": "array", "items": {"type": "object"},
-                                 "example": [{"role": "user", "content": "Say hello"}]},
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "application/json": {
+                        "schema": {
+                            "type": "object",
+                            "properties": {
+                                "chatSettings": {
+                                    "type": "object",
+                                    "properties": {
+                                        "model": {"type": "string", "example": "gpt-4o-mini"},
+                                        "temperature": {"type": "number", "minimum": 0, "maximum": 2},
+                                    },
+                                    "required": ["model"],
+                                },
+                                "messages": {
+                                    "type": "array",
+                                    "items": {"type": "object"},
+                                    "example": [{"role": "user", "content": "Say hello"}],
+                                },
+                            },
+                            "required": ["chatSettings", "messages"],
+                        }
+                    }
                 },
-                "required": ["chatSettings", "messages"],
-            }}}},
+            },
             "responses": {
-                "200": {"description": "The content deltas as they arrive (text/plain, not SSE).",
-                        "content": {"text/plain": {"schema": {"type": "string"}}}},
-                **{status: {"description": text, "content": {"application/json": {"schema": ERROR}}}
-                   for status, text in {
-                       "400": "Invalid body, or a problem with the stored key or the request upstream.",
-                       "401": "Not authenticated.",
-                       "429": "OpenAI rate limit or quota.",
-                       "502": "OpenAI unreachable or failed.",
-                   }.items()},
+                "200": {
+                    "description": "The content deltas as they arrive (text/plain, not SSE).",
+                    "content": {"text/plain": {"schema": {"type": "string"}}},
+                },
+                **{
+                    status: {"description": text, "content": {"application/json": {"schema": ERROR}}}
+                    for status, text in {
+                        "400": "Invalid body, or a problem with the stored key or the request upstream.",
+                        "401": "Not authenticated.",
+                        "429": "OpenAI rate limit or quota.",
+                        "502": "OpenAI unreachable or failed.",
+                    }.items()
+                },
             },
             "security": SECURITY,
         }
@@ -137,4 +175,3 @@ def add_async_views(result: dict[str, Any], generator: Any, request: Any, public
     schemas = result.setdefault("components", {}).setdefault("schemas", {})
     schemas.update(SCHEMAS)  # "Error" (the one JSON shape) comes from profiles.serializers.ErrorSerializer
     return result
-

@@ -26,9 +26,13 @@ def model_choices() -> list[ModelChoice]:
 @login_required
 def chat_page(request: HttpRequest) -> HttpResponse:
     profile = profile_for(user=request.user)
-    return render(request, "chat/chat.html", {
-        "models": model_choices(),
-        "has_key": profile.has_openai_api_key,
-        "api_url": reverse("chat-openai"),
-        "settings_url": reverse("profile-settings"),
-    })
+    return render(
+        request,
+        "chat/chat.html",
+        {
+            "models": model_choices(),
+            "has_key": profile.has_openai_api_key,
+            "api_url": reverse("chat-openai"),
+            "settings_url": reverse("profile-settings"),
+        },
+    )

@@ -36,7 +36,8 @@ async def _chat_openai(request: HttpRequest) -> HttpResponse:
     if chat.temperature is not None:
         params["temperature"] = chat.temperature
     log_context = f"(user {user.pk}, model {chat.model})"
-    stream = await open_stream(user_id=user.pk, credentials=credentials, params=apply_model_rules(params),
-                               log_context=log_context)
+    stream = await open_stream(
+        user_id=user.pk, credentials=credentials, params=apply_model_rules(params), log_context=log_context
+    )
     body = stream.relay(partial(relay.text_deltas, log_context=log_context))
     return StreamingHttpResponse(body, content_type="text/plain; charset=utf-8", headers=STREAM_HEADERS)

@@ -16,7 +16,6 @@ from django.conf import settings
 
 from .lifespan import ASGIApp, Scope
 
-
 # How much of an oversized body with a declared length is still read (and dropped) after the 413.
 MAX_DRAIN_BYTES = 64 * 1024 * 1024
 
@@ -28,7 +27,9 @@ def limit_request_body(app: ASGIApp) -> ASGIApp:
         limit: int | None = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
         length = next((value for name, value in scope["headers"] if name == b"content-length"), None)
         declared = length is not None
-        drainable = declared and limit is not None and length.isdigit() and int(length) - limit <= MAX_DRAIN_BYTES
+        drainable = (
+            declared and limit is not None and length.isdigit() and int(length) - limit <= MAX_DRAIN_BYTES
+        )
         received = 0
         ended = cut = False
 

@@ -20,8 +20,11 @@ def _api_error_page(request: HttpRequest, error: ApiError) -> HttpResponse:
 def bad_request(request: HttpRequest, exception: Exception) -> HttpResponse:
     if not request.path.startswith(API_PREFIXES):
         return defaults.bad_request(request, exception)
-    message = ("The Host header names a host this server does not answer to."
-               if isinstance(exception, DisallowedHost) else "Bad request.")
+    message = (
+        "The Host header names a host this server does not answer to."
+        if isinstance(exception, DisallowedHost)
+        else "Bad request."
+    )
     return _api_error_page(request, ApiError(400, "bad_request", message))
 
 
@@ -34,4 +37,6 @@ def not_found(request: HttpRequest, exception: Exception) -> HttpResponse:
 def server_error(request: HttpRequest) -> HttpResponse:
     if not request.path.startswith(API_PREFIXES):
         return defaults.server_error(request)
-    return _api_error_page(request, ApiError(500, "server_error", "Something went wrong on our side. Please try again."))
+    return _api_error_page(
+        request, ApiError(500, "server_error", "Something went wrong on our side. Please try again.")
+    )

@@ -79,7 +79,10 @@ DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("CONN_MAX_AGE", default=
 DB_POOL_SIZE: int = env.int("DB_POOL_SIZE", default=10)
 if _POSTGRESQL and DB_POOL_SIZE > 0:
     DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
-        "min_size": 1, "max_size": DB_POOL_SIZE, "timeout": 30}
+        "min_size": 1,
+        "max_size": DB_POOL_SIZE,
+        "timeout": 30,
+    }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # Local memory unless REDIS_URL is set (then shared by every worker process).
@@ -212,8 +215,13 @@ LOGGING = {
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
     "filters": {"client_errors_at_info": {"()": "chatproject.log_filters.ClientErrorsAtInfo"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain",
-                             "filters": ["client_errors_at_info"]}},
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": "plain",
+            "filters": ["client_errors_at_info"],
+        }
+    },
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
     "loggers": {
         # One line per event: Django's default config gives "django" a console handler of its own

@@ -16,8 +16,11 @@ urlpatterns = [
     path("api/token/", TokenApi.as_view(), name="api-token"),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     # The split view serves its script from a URL, not inline: the CSP allows no inline script.
-    path("api/docs/", SpectacularSwaggerSplitView.as_view(url_name="api-schema", template_name="api/docs.html"),
-         name="api-docs"),
+    path(
+        "api/docs/",
+        SpectacularSwaggerSplitView.as_view(url_name="api-schema", template_name="api/docs.html"),
+        name="api-docs",
+    ),
 ]
 
 # API paths answer Django's own 400/404/500 in their JSON error shape, pages in HTML.

@@ -98,11 +98,17 @@ class CsrfViewMiddleware(OnLoopMixin, csrf.CsrfViewMiddleware):
         return await super().__acall__(request)
 
     # The handler calls process_view directly, after URL resolution: async, so it is not given a hop.
-    async def process_view(self, request: HttpRequest, callback: Any, callback_args: Any,  # type: ignore[override]
-                           callback_kwargs: Any) -> HttpResponseBase | None:
+    async def process_view(
+        self,
+        request: HttpRequest,
+        callback: Any,
+        callback_args: Any,  # type: ignore[override]
+        callback_kwargs: Any,
+    ) -> HttpResponseBase | None:
         if settings.CSRF_USE_SESSIONS:
             return await sync_to_async(super().process_view, thread_sensitive=True)(
-                request, callback, callback_args, callback_kwargs)
+                request, callback, callback_args, callback_kwargs
+            )
         return super().process_view(request, callback, callback_args, callback_kwargs)
 
 
@@ -158,7 +164,9 @@ class ChatASGIHandler(ASGIHandler):
     """Django's ASGIHandler with the on-loop twins (1.) and no per-request thread for async views (2.)."""
 
     def load_middleware(self, is_async: bool = False) -> None:
-        twins = [_dotted(ON_LOOP_TWINS[path]) if path in ON_LOOP_TWINS else path for path in settings.MIDDLEWARE]
+        twins = [
+            _dotted(ON_LOOP_TWINS[path]) if path in ON_LOOP_TWINS else path for path in settings.MIDDLEWARE
+        ]
         with _middleware_setting(twins):
             super().load_middleware(is_async=is_async)
 
@@ -173,7 +181,7 @@ def routes_to_async_view(scope: dict[str, Any]) -> bool:
     path: str = scope["path"]
     root = scope.get("root_path", "")
     if root and path.startswith(root):
-        path = path[len(root):]
+        path = path[len(root) :]
     return _async_view_at(settings.ROOT_URLCONF, path)
 
 

@@ -35,7 +35,9 @@ class TokenOrBearerAuthentication(TokenAuthentication):
         try:
             key = parts[1].decode()
         except UnicodeError:
-            raise drf_exceptions.AuthenticationFailed("Invalid token header: the token is not valid text.") from None
+            raise drf_exceptions.AuthenticationFailed(
+                "Invalid token header: the token is not valid text."
+            ) from None
         return self.authenticate_credentials(key)
 
     def authenticate_credentials(self, key: str) -> tuple[Any, Any]:
@@ -54,10 +56,17 @@ class TokenOrBearerScheme(OpenApiAuthenticationExtension):
 
     def get_security_definition(self, auto_schema: Any) -> list[dict[str, str]]:
         return [
-            {"type": "http", "scheme": "bearer",
-             "description": "Your API token (POST /api/token/) as 'Authorization: Bearer <token>'."},
-            {"type": "apiKey", "in": "header", "name": "Authorization",
-             "description": "The same token as 'Authorization: Token <token>' (DRF's keyword)."},
+            {
+                "type": "http",
+                "scheme": "bearer",
+                "description": "Your API token (POST /api/token/) as 'Authorization: Bearer <token>'.",
+            },
+            {
+                "type": "apiKey",
+                "in": "header",
+                "name": "Authorization",
+                "description": "The same token as 'Authorization: Token <token>' (DRF's keyword).",
+            },
         ]
 
     def get_security_requirement(self, auto_schema: Any) -> list[dict[str, list[str]]]:

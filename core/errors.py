@@ -32,7 +32,11 @@ def settings_url(request: HttpRequest) -> str:
 
 
 def error_body(request: HttpRequest, error: ApiError) -> dict[str, object]:
-    body: dict[str, object] = {"message": error.message, "code": error.code, "settings_url": settings_url(request)}
+    body: dict[str, object] = {
+        "message": error.message,
+        "code": error.code,
+        "settings_url": settings_url(request),
+    }
     if error.fields:
         body["fields"] = error.fields
     return body

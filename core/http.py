@@ -17,7 +17,9 @@ def read_body(request: HttpRequest) -> bytes:
     try:
         return request.body
     except RequestDataTooBig:
-        raise ApiError(413, "request_too_large", "The request body is larger than this server accepts.") from None
+        raise ApiError(
+            413, "request_too_large", "The request body is larger than this server accepts."
+        ) from None
 
 
 def parse_json_body(raw: bytes) -> Any:
@@ -35,5 +37,9 @@ def parse_json_body(raw: bytes) -> Any:
 def require_method(request: HttpRequest, method: str) -> None:
     """ApiError(405) with an Allow header (Django's require_POST answers with an empty body)."""
     if request.method != method:
-        raise ApiError(405, "method_not_allowed", f"Method {request.method} is not allowed here; use {method}.",
-                       headers={"Allow": method})
+        raise ApiError(
+            405,
+            "method_not_allowed",
+            f"Method {request.method} is not allowed here; use {method}.",
+            headers={"Allow": method},
+        )

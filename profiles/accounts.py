@@ -29,7 +29,9 @@ class LogoutPage(LogoutView):
 
 
 class SignUpForm(UserCreationForm):
-    email = forms.EmailField(required=False, help_text="Optional. Only used if an administrator needs to reach you.")
+    email = forms.EmailField(
+        required=False, help_text="Optional. Only used if an administrator needs to reach you."
+    )
 
     class Meta(UserCreationForm.Meta):
         model = get_user_model()
@@ -45,6 +47,8 @@ def signup(request: HttpRequest) -> HttpResponse:
     if request.method == "POST" and form.is_valid():
         user = form.save()
         login(request, user, backend="django.contrib.auth.backends.ModelBackend")
-        messages.success(request, f"Welcome, {user.get_username()}! Add your OpenAI API key to start chatting.")
+        messages.success(
+            request, f"Welcome, {user.get_username()}! Add your OpenAI API key to start chatting."
+        )
         return redirect("profile-settings")
     return render(request, "registration/signup.html", {"form": form})

@@ -152,6 +152,8 @@ if admin.site.is_registered(User):
 class UserWithProfileAdmin(UserAdmin):
     inlines = [ProfileInline]
 
-    def get_inlines(self, request: HttpRequest, obj: Any = None) -> list[type[admin.options.InlineModelAdmin]]:
+    def get_inlines(
+        self, request: HttpRequest, obj: Any = None
+    ) -> list[type[admin.options.InlineModelAdmin]]:
         # On the add page the new user's profile comes from the signal; an inline would make a second.
         return self.inlines if obj is not None else []

@@ -113,8 +113,10 @@ class TokenApi(APIView):
         auth=[],
         responses={
             200: TokenResponseSerializer,
-            400: OpenApiResponse(ErrorSerializer, description="Missing fields, or wrong username or password "
-                                 "(code invalid_credentials)."),
+            400: OpenApiResponse(
+                ErrorSerializer,
+                description="Missing fields, or wrong username or password (code invalid_credentials).",
+            ),
             429: OpenApiResponse(ErrorSerializer, description="Too many failed logins (Retry-After)."),
         },
         summary="Get your API token (created on first use)",
@@ -125,7 +127,9 @@ class TokenApi(APIView):
         user = authenticate(request, **serializer.validated_data)
         if user is None:
             FailedLoginThrottle().record_failure(request, self)
-            raise ApiError(400, "invalid_credentials", "Unable to log in with the username and password provided.")
+            raise ApiError(
+                400, "invalid_credentials", "Unable to log in with the username and password provided."
+            )
         token, _ = Token.objects.get_or_create(user=user)
         return Response({"token": token.key})
 

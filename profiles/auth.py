@@ -44,8 +44,12 @@ async def authenticate(request: HttpRequest) -> tuple[AbstractBaseUser, Profile]
 
         found = await sync_to_async(load_token)()  # where the async ORM would run it
         if found is None or not found[0].is_active:
-            raise ApiError(401, "invalid_token", "Invalid or revoked API token.",
-                           headers={"WWW-Authenticate": 'Token realm="api"'})
+            raise ApiError(
+                401,
+                "invalid_token",
+                "Invalid or revoked API token.",
+                headers={"WWW-Authenticate": 'Token realm="api"'},
+            )
         user, profile = found
         return user, profile if profile is not None else await _profile_of(user)
 

@@ -12,8 +12,12 @@ from .crypto import key_ring_problems
 @checks.register(checks.Tags.security)
 def check_key_ring(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
     return [
-        checks.Error(problem.message, hint="Generate a key with: python -c \"from cryptography.fernet import "
-                     "Fernet; print(Fernet.generate_key().decode())\"", id="profiles.E001")
+        checks.Error(
+            problem.message,
+            hint='Generate a key with: python -c "from cryptography.fernet import '
+            'Fernet; print(Fernet.generate_key().decode())"',
+            id="profiles.E001",
+        )
         for problem in key_ring_problems(settings.PROFILE_ENCRYPTION_KEYS, debug=settings.DEBUG)
     ]
 

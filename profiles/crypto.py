@@ -33,8 +33,10 @@ class KeyRingProblem:
 
 def key_ring_problems(keys: list[str], *, debug: bool) -> list[KeyRingProblem]:
     problems = [
-        KeyRingProblem(f"{SETTING} entry #{position} (of {len(keys)}) is not a valid Fernet key: "
-                       "it must be 32 url-safe base64-encoded bytes.")
+        KeyRingProblem(
+            f"{SETTING} entry #{position} (of {len(keys)}) is not a valid Fernet key: "
+            "it must be 32 url-safe base64-encoded bytes."
+        )
         for position, key in enumerate(keys, start=1)
         if not _is_fernet_key(key)
     ]
@@ -53,9 +55,9 @@ def _is_fernet_key(key: str) -> bool:
 
 def _development_key(secret_key: str) -> bytes:
     # HKDF rather than a plain hash: a distinct, domain-separated key, never SECRET_KEY itself.
-    derived = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=b"profiles.openai-key-ring.dev").derive(
-        secret_key.encode()
-    )
+    derived = HKDF(
+        algorithm=hashes.SHA256(), length=32, salt=None, info=b"profiles.openai-key-ring.dev"
+    ).derive(secret_key.encode())
     return base64.urlsafe_b64encode(derived)
 
 

@@ -17,8 +17,12 @@ class OpenAIKeyUnreadable(OpenAIKeyProblem):
 
 # As every API endpoint answers them (services.profile_api_credentials); the error body links to
 # the settings page, where both are fixed.
-KEY_MISSING = ApiError(400, "openai_api_key_missing",
-                       "OpenAI API Key not found. Please set it in your profile settings.")
-KEY_UNREADABLE = ApiError(400, "openai_api_key_unreadable",
-                          "Your stored OpenAI API Key can no longer be read (the server's encryption key changed). "
-                          "Please re-enter it in your profile settings.")
+KEY_MISSING = ApiError(
+    400, "openai_api_key_missing", "OpenAI API Key not found. Please set it in your profile settings."
+)
+KEY_UNREADABLE = ApiError(
+    400,
+    "openai_api_key_unreadable",
+    "Your stored OpenAI API Key can no longer be read (the server's encryption key changed). "
+    "Please re-enter it in your profile settings.",
+)

@@ -36,7 +36,9 @@ class UnreadableSecret:
 class EncryptedTextField(models.TextField):
     """Encrypts on save, decrypts on load. Empty string means "nothing stored"."""
 
-    def from_db_value(self, value: str | None, expression: Any, connection: Any) -> str | UnreadableSecret | None:
+    def from_db_value(
+        self, value: str | None, expression: Any, connection: Any
+    ) -> str | UnreadableSecret | None:
         if not value:
             return value
         try:

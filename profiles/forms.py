@@ -20,7 +20,8 @@ def validate_openai_key_format(value: str) -> None:
     """Catch what is obviously not an OpenAI key (a pasted sentence, a half key) before storing it."""
     if any(char.isspace() for char in value):
         raise ValidationError(
-            "An API key has no spaces or line breaks inside. Copy it again, in one piece.", code="key_whitespace"
+            "An API key has no spaces or line breaks inside. Copy it again, in one piece.",
+            code="key_whitespace",
         )
     if not value.startswith(KEY_PREFIX):
         raise ValidationError(
@@ -32,7 +33,7 @@ def validate_openai_key_format(value: str) -> None:
         raise ValidationError(
             "This key is too short to be an OpenAI API key. Copy it again, in full.", code="key_short"
         )
-    if not _KEY_CHARS.fullmatch(value[len(KEY_PREFIX):]):
+    if not _KEY_CHARS.fullmatch(value[len(KEY_PREFIX) :]):
         raise ValidationError(
             "An API key contains only letters, digits, “-” and “_”. Copy it again.", code="key_chars"
         )
@@ -54,7 +55,12 @@ def new_key_field(**kwargs: object) -> forms.CharField:
         validators=[validate_openai_key_format],
         widget=forms.PasswordInput(
             render_value=False,
-            attrs={"autocomplete": "off", "spellcheck": "false", "placeholder": "sk-…", "autocapitalize": "off"},
+            attrs={
+                "autocomplete": "off",
+                "spellcheck": "false",
+                "placeholder": "sk-…",
+                "autocapitalize": "off",
+            },
         ),
         **kwargs,
     )
@@ -66,7 +72,9 @@ def organization_field(**kwargs: object) -> forms.CharField:
         strip=True,
         max_length=64,
         validators=[validate_organization_id],
-        widget=forms.TextInput(attrs={"placeholder": "org-…", "spellcheck": "false", "autocapitalize": "off"}),
+        widget=forms.TextInput(
+            attrs={"placeholder": "org-…", "spellcheck": "false", "autocapitalize": "off"}
+        ),
         **kwargs,
     )
 
@@ -91,7 +99,9 @@ class OpenAISettingsForm(forms.Form):
         self.has_stored_key = has_stored_key
         if has_stored_key:
             self.fields["api_key"].label = "Replace API key"
-            self.fields["api_key"].help_text = "Leave empty to keep the current key. " + self.fields["api_key"].help_text
+            self.fields["api_key"].help_text = (
+                "Leave empty to keep the current key. " + self.fields["api_key"].help_text
+            )
 
     def clean(self) -> dict[str, object]:
         cleaned = super().clean()

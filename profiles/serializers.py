@@ -40,12 +40,18 @@ class ProfileOutputSerializer(serializers.ModelSerializer):
 class ProfileUpdateSerializer(serializers.Serializer):
     # Validators do not run on "" or null: both clear the field.
     openai_api_key = StrictCharField(
-        required=False, allow_null=True, allow_blank=True, write_only=True, max_length=KEY_MAX_LENGTH,
+        required=False,
+        allow_null=True,
+        allow_blank=True,
+        write_only=True,
+        max_length=KEY_MAX_LENGTH,
         validators=[validate_openai_key_format],
         help_text='Write-only: stored encrypted and never returned. "" or null removes the stored key.',
     )
     openai_organization_id = StrictCharField(
-        required=False, allow_null=True, allow_blank=True,
+        required=False,
+        allow_null=True,
+        allow_blank=True,
         max_length=Profile._meta.get_field("openai_organization_id").max_length,
         validators=[validate_organization_id],
         help_text='Sent to OpenAI as the OpenAI-Organization header ("org-..."); "" or null removes it.',
@@ -59,10 +65,17 @@ class ProfileUpdateSerializer(serializers.Serializer):
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         # A misspelt or read-only field must not be silently ignored: the caller would think it was saved.
-        unknown = sorted(set(self.initial_data) - set(self.fields)) if isinstance(self.initial_data, dict) else []
+        unknown = (
+            sorted(set(self.initial_data) - set(self.fields)) if isinstance(self.initial_data, dict) else []
+        )
         if unknown:
-            raise serializers.ValidationError({_shortened(name): "Unknown field: only openai_api_key and "
-                                               "openai_organization_id can be changed." for name in unknown})
+            raise serializers.ValidationError(
+                {
+                    _shortened(name): "Unknown field: only openai_api_key and "
+                    "openai_organization_id can be changed."
+                    for name in unknown
+                }
+            )
         return attrs
 
 
@@ -78,7 +91,9 @@ class TokenRequestSerializer(serializers.Serializer):
 
 
 class TokenResponseSerializer(serializers.Serializer):
-    token = serializers.CharField(help_text="Send it as 'Authorization: Bearer <token>' (or 'Token <token>').")
+    token = serializers.CharField(
+        help_text="Send it as 'Authorization: Bearer <token>' (or 'Token <token>')."
+    )
 
 
 class ErrorSerializer(serializers.Serializer):
@@ -87,5 +102,8 @@ class ErrorSerializer(serializers.Serializer):
     message = serializers.CharField()
     code = serializers.CharField()
     settings_url = serializers.URLField()
-    fields = serializers.DictField(child=serializers.CharField(), required=False,
-                                   help_text="Validation errors only: field -> first message.")
+    fields = serializers.DictField(
+        child=serializers.CharField(),
+        required=False,
+        help_text="Validation errors only: field -> first message.",
+    )

@@ -40,13 +40,19 @@ _compiled: dict[str, _Compiled] = {}  # by database alias
 def _compile(alias: str) -> _Compiled:
     user_fields = [get_user_model()._meta.get_field(name) for name in USER_FIELDS]
     profile_fields = list(Profile._meta.concrete_fields)
-    queryset = Token.objects.using(alias).filter(key="").values_list(
-        *(f"user__{field.attname}" for field in user_fields),
-        *(f"user__profile__{field.attname}" for field in profile_fields),
-    )[:1]  # [:1], not first(): the key is unique, an ORDER BY would only cost time
+    queryset = (
+        Token.objects.using(alias)
+        .filter(key="")
+        .values_list(
+            *(f"user__{field.attname}" for field in user_fields),
+            *(f"user__profile__{field.attname}" for field in profile_fields),
+        )[:1]
+    )  # [:1], not first(): the key is unique, an ORDER BY would only cost time
     sql, params = compiled_sql(queryset, alias)
     assert params == [""], params  # the key is the one parameter
-    return _Compiled(sql, columns_of(user_fields), columns_of(profile_fields), [f.attname for f in profile_fields])
+    return _Compiled(
+        sql, columns_of(user_fields), columns_of(profile_fields), [f.attname for f in profile_fields]
+    )
 
 
 def user_and_profile_for_token(key: str) -> tuple[AbstractBaseUser, Profile | None] | None:
@@ -63,11 +69,14 @@ def user_and_profile_for_token(key: str) -> tuple[AbstractBaseUser, Profile | No
     if row is None:
         return None
     n_user = len(compiled.user_columns)
-    user = get_user_model().from_db(alias, USER_FIELDS, converted_row(row[:n_user], compiled.user_columns, connection))
+    user = get_user_model().from_db(
+        alias, USER_FIELDS, converted_row(row[:n_user], compiled.user_columns, connection)
+    )
     profile_row = row[n_user:]
     if profile_row[0] is None:  # the LEFT JOIN found no profile
         return user, None
-    profile = Profile.from_db(alias, compiled.profile_attnames,
-                              converted_row(profile_row, compiled.profile_columns, connection))
+    profile = Profile.from_db(
+        alias, compiled.profile_attnames, converted_row(profile_row, compiled.profile_columns, connection)
+    )
     Profile.user.field.set_cached_value(profile, user)  # profile.user without a query
     return user, profile

@@ -48,11 +48,15 @@ def settings_page(request: HttpRequest) -> HttpResponse:
         _save(request, form, profile)
         return redirect("profile-settings")
     changed = profile.openai_api_key_updated_at
-    return render(request, "profiles/settings.html", {
-        "form": form,
-        "profile": profile,
-        "changed_just_now": changed is not None and timezone.now() - changed < timedelta(minutes=1),
-    })
+    return render(
+        request,
+        "profiles/settings.html",
+        {
+            "form": form,
+            "profile": profile,
+            "changed_just_now": changed is not None and timezone.now() - changed < timedelta(minutes=1),
+        },
+    )
 
 
 @login_required

@@ -179,7 +179,8 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
     were skipped because Chromium is missing, and how to get it."""
     yield
     skipped = [
-        report for report in terminalreporter.stats.get("skipped", [])
+        report
+        for report in terminalreporter.stats.get("skipped", [])
         if isinstance(report.longrepr, tuple) and BROWSER_MISSING in str(report.longrepr[2])
     ]
     if not skipped:
@@ -187,8 +188,11 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
     write = terminalreporter.write_line
     terminalreporter.section("browser tests did not run", sep="=", yellow=True, bold=True)
     count = len(skipped)
-    write(f"{count} browser {'test' if count == 1 else 'tests'} did not run: Chromium is not installed.",
-          yellow=True, bold=True)
+    write(
+        f"{count} browser {'test' if count == 1 else 'tests'} did not run: Chromium is not installed.",
+        yellow=True,
+        bold=True,
+    )
     write("They drive Debian's Chromium (/usr/bin/chromium, or CHROMIUM=/path/to/chromium) through")
     write("Playwright's Python package (installed with the test dependencies); Playwright's own browser")
     write("download is not used. To run them, install Chromium and run the tests again:")

@@ -197,13 +197,9 @@ def _default_error_for_status(status: int) -> dict[str, Any]:
     if status == 404:
         return _error_body("The requested resource was not found.", "invalid_request_error")
     if status == 429:
-        return _error_body(
-            "Rate limit reached. Please try again later.", "requests", "rate_limit_exceeded"
-        )
+        return _error_body("Rate limit reached. Please try again later.", "requests", "rate_limit_exceeded")
     if status == 503:
-        return _error_body(
-            "The engine is currently overloaded, please try again later.", "server_error"
-        )
+        return _error_body("The engine is currently overloaded, please try again later.", "server_error")
     if status >= 500:
         return _error_body(
             "The server had an error while processing your request. Sorry about that!",
@@ -360,9 +356,7 @@ class FakeOpenAI:
             raise IndexError("FakeOpenAI has not recorded any request")
         return self.requests[-1]
 
-    async def wait_for(
-        self, predicate: Callable[[FakeOpenAI], bool], timeout: float = 5.0
-    ) -> None:
+    async def wait_for(self, predicate: Callable[[FakeOpenAI], bool], timeout: float = 5.0) -> None:
         """Poll ``predicate(self)`` every 10 ms; raise ``TimeoutError`` after ``timeout``."""
         deadline = time.monotonic() + timeout
         while not predicate(self):
@@ -504,9 +498,7 @@ class FakeOpenAI:
             if model_id in MODEL_IDS:
                 return self._json(200, self._model(model_id))
             return self._model_not_found(model_id)
-        return self._error(
-            404, _error_body(f"Invalid URL ({method} {path})", "invalid_request_error")
-        )
+        return self._error(404, _error_body(f"Invalid URL ({method} {path})", "invalid_request_error"))
 
     @staticmethod
     def _model(model_id: str) -> dict[str, Any]:
@@ -515,9 +507,7 @@ class FakeOpenAI:
     # ----------------------------------------------------------------- responses
 
     @staticmethod
-    def _json(
-        status: int, payload: dict[str, Any], headers: dict[str, str] | None = None
-    ) -> web.Response:
+    def _json(status: int, payload: dict[str, Any], headers: dict[str, str] | None = None) -> web.Response:
         all_headers = {
             "Content-Type": "application/json",
             "x-request-id": _request_id(),
@@ -928,11 +918,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=9100)
     parser.add_argument("--chunks", type=int, default=5, help="content pieces per answer")
     parser.add_argument("--gap-ms", type=float, default=0.0, help="delay between pieces")
+    parser.add_argument("--first-delay-ms", type=float, default=0.0, help="delay before the response starts")
     parser.add_argument(
-        "--first-delay-ms", type=float, default=0.0, help="delay before the response starts"
-    )
-    parser.add_argument(
-        "--fail-rate", type=float, default=0.0,
+        "--fail-rate",
+        type=float,
+        default=0.0,
         help="share of streams that drop the connection part-way, chosen at random (0.05 = 5%%)",
     )
     args = parser.parse_args(argv)

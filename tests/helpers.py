@@ -31,8 +31,15 @@ def chat_body(model: str = "gpt-4o-mini", temperature: float | None = 0.5, **ext
     return body
 
 
-async def post_chat(client: AsyncClient, body: Any, *, token: str | None = None, scheme: str = "Token",
-                    raw: bytes | None = None, **headers: str):
+async def post_chat(
+    client: AsyncClient,
+    body: Any,
+    *,
+    token: str | None = None,
+    scheme: str = "Token",
+    raw: bytes | None = None,
+    **headers: str,
+):
     """POST to the chat endpoint the way the browser does (no Content-Type); returns (response, body)."""
     if token is not None:
         headers["Authorization"] = f"{scheme} {token}"

@@ -65,8 +65,8 @@ class LeakDetector:
         for source, text in self.texts:
             for match in pattern.finditer(text):
                 secret = match.group()
-                before = text[max(0, match.start() - EXCERPT):match.start()]
-                after = text[match.end():match.end() + EXCERPT]
+                before = text[max(0, match.start() - EXCERPT) : match.start()]
+                after = text[match.end() : match.end() + EXCERPT]
                 found.append(Leak(source, secret, f"{before}<{mask(secret)}>{after}"))
         return found
 
@@ -88,6 +88,7 @@ def record(source: str, text: str | bytes) -> None:
 
 
 # --- what the application produces ---------------------------------------------------------------
+
 
 def _install_log_capture() -> None:
     base_factory = logging.getLogRecordFactory()
@@ -178,6 +179,7 @@ def _install_secret_and_exception_hooks() -> None:
 
 # --- pytest hooks ---------------------------------------------------------------------------------
 
+
 def pytest_sessionstart(session: pytest.Session) -> None:
     _install_log_capture()
     _install_response_capture()
@@ -204,7 +206,9 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 
 def pytest_terminal_summary(terminalreporter) -> None:
     if _found:
-        terminalreporter.section("SECRET LEAK: stored OpenAI keys left the server", sep="!", red=True, bold=True)
+        terminalreporter.section(
+            "SECRET LEAK: stored OpenAI keys left the server", sep="!", red=True, bold=True
+        )
         for leak in _found[:50]:
             terminalreporter.line(str(leak), red=True)
         if len(_found) > 50:

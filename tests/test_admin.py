@@ -141,8 +141,9 @@ def test_change_form_never_shows_or_prefills_the_key(admin_client, carol):
 
 def test_change_form_sets_a_new_key(admin_client, carol):
     before = Profile.objects.get(pk=carol.profile.pk).openai_api_key_updated_at
-    response = admin_client.post(change_url(carol), {"openai_organization_id": "org-carol7",
-                                                     "new_openai_api_key": NEW_KEY})
+    response = admin_client.post(
+        change_url(carol), {"openai_organization_id": "org-carol7", "new_openai_api_key": NEW_KEY}
+    )
     assert response.status_code == 302
     profile = Profile.objects.get(pk=carol.profile.pk)
     assert profile.openai_api_key == NEW_KEY
@@ -151,21 +152,27 @@ def test_change_form_sets_a_new_key(admin_client, carol):
 
 
 def test_change_form_validates_the_new_key(admin_client, carol):
-    html = html_of(admin_client.post(change_url(carol), {"openai_organization_id": "org-carol7",
-                                                         "new_openai_api_key": "not a key"}))
+    html = html_of(
+        admin_client.post(
+            change_url(carol), {"openai_organization_id": "org-carol7", "new_openai_api_key": "not a key"}
+        )
+    )
     assert "An API key has no spaces or line breaks inside." in html
     assert Profile.objects.get(pk=carol.profile.pk).openai_api_key == CAROL_KEY
 
 
 def test_change_form_clears_the_key_and_keeps_the_organization(admin_client, carol):
-    admin_client.post(change_url(carol), {"openai_organization_id": "org-carol7", "clear_openai_api_key": "on"})
+    admin_client.post(
+        change_url(carol), {"openai_organization_id": "org-carol7", "clear_openai_api_key": "on"}
+    )
     profile = Profile.objects.get(pk=carol.profile.pk)
     assert profile.openai_api_key == "" and profile.openai_organization_id == "org-carol7"
 
 
 def test_change_form_refuses_new_key_and_clear_together(admin_client, carol):
-    html = html_of(admin_client.post(change_url(carol), {"new_openai_api_key": NEW_KEY,
-                                                         "clear_openai_api_key": "on"}))
+    html = html_of(
+        admin_client.post(change_url(carol), {"new_openai_api_key": NEW_KEY, "clear_openai_api_key": "on"})
+    )
     assert "Either enter a new key or clear the stored one, not both." in html
     assert NEW_KEY not in html
     assert Profile.objects.get(pk=carol.profile.pk).openai_api_key == CAROL_KEY
@@ -178,7 +185,9 @@ def test_change_form_changes_only_the_organization(admin_client, carol):
 
 
 def test_history_names_the_change_not_the_key(admin_client, carol):
-    admin_client.post(change_url(carol), {"openai_organization_id": "org-carol7", "new_openai_api_key": NEW_KEY})
+    admin_client.post(
+        change_url(carol), {"openai_organization_id": "org-carol7", "new_openai_api_key": NEW_KEY}
+    )
     entry = LogEntry.objects.get(object_id=str(carol.profile.pk))
     assert "New OpenAI API key" in entry.get_change_message()
     html = html_of(admin_client.get(f"{change_url(carol).removesuffix('change/')}history/"))
@@ -191,10 +200,14 @@ def test_history_names_the_change_not_the_key(admin_client, carol):
 
 def test_clear_key_action(admin_client, carol, dave):
     erin = make_user("erin", api_key="sk-erin-secret-0123456789abcdEFGH")
-    response = admin_client.post(LIST_URL, {
-        "action": "clear_openai_key",
-        "_selected_action": [carol.profile.pk, dave.profile.pk],
-    }, follow=True)
+    response = admin_client.post(
+        LIST_URL,
+        {
+            "action": "clear_openai_key",
+            "_selected_action": [carol.profile.pk, dave.profile.pk],
+        },
+        follow=True,
+    )
     assert "Cleared the OpenAI key of 1 profile(s)." in html_of(response)
     assert Profile.objects.get(pk=carol.profile.pk).openai_api_key == ""
     assert Profile.objects.get(pk=carol.profile.pk).openai_api_key_updated_at is not None
@@ -240,10 +253,15 @@ def test_user_change_page_clears_a_key_through_the_inline(admin_client, carol):
 def test_adding_a_user_in_the_admin_makes_one_profile(admin_client):
     html = html_of(admin_client.get("/admin/auth/user/add/"))
     assert "new_openai_api_key" not in html  # the profile comes from the signal, not an inline
-    response = admin_client.post("/admin/auth/user/add/", {
-        "username": "gina", "password1": "a-long-enough-password-42", "password2": "a-long-enough-password-42",
-        "usable_password": "true",
-    })
+    response = admin_client.post(
+        "/admin/auth/user/add/",
+        {
+            "username": "gina",
+            "password1": "a-long-enough-password-42",
+            "password2": "a-long-enough-password-42",
+            "usable_password": "true",
+        },
+    )
     assert response.status_code == 302
     assert Profile.objects.filter(user__username="gina").count() == 1
 

@@ -119,7 +119,9 @@ def test_the_conversation_is_sent_again_with_the_next_message(alice, fake_openai
     expect(page.locator(".turn-assistant[data-state=done]")).to_have_count(2)
     sent = fake_openai.last_request.json["messages"]
     assert [(m["role"], m["content"]) for m in sent[1:]] == [
-        ("user", "One"), ("assistant", "First answer."), ("user", "Two"),
+        ("user", "One"),
+        ("assistant", "First answer."),
+        ("user", "Two"),
     ]
 
 
@@ -169,12 +171,14 @@ def test_truncated_answer_is_shown_as_cut_off(alice, fake_openai, browser_page):
 
 def test_html_in_an_answer_never_runs(alice, fake_openai, browser_page):
     page = browser_page
-    fake_openai.scenario = Scenario(pieces=[
-        "Look: <script>window.__pwned=1</script>\n\n",
-        '<img src=x onerror="window.__pwned=1">\n\n',
-        "[click me](javascript:window.__pwned=1) and **<b onmouseover=\"window.__pwned=1\">bold</b>**\n\n",
-        "```html\n<script>window.__pwned=1</script>\n```",
-    ])
+    fake_openai.scenario = Scenario(
+        pieces=[
+            "Look: <script>window.__pwned=1</script>\n\n",
+            '<img src=x onerror="window.__pwned=1">\n\n',
+            '[click me](javascript:window.__pwned=1) and **<b onmouseover="window.__pwned=1">bold</b>**\n\n',
+            "```html\n<script>window.__pwned=1</script>\n```",
+        ]
+    )
     log_in(page, "alice", PASSWORD)
     send(page, "Show me some HTML")
     wait_for_state(page, "done")
@@ -209,22 +213,19 @@ def test_key_is_never_in_any_page(alice, browser_page):
 
 
 MARKDOWN_CASES = {
-    "# Title\n\nSome *em*, **strong**, `code` and ~~gone~~.":
-        '<h3 class="md-h1">Title</h3><p>Some <em>em</em>, <strong>strong</strong>, <code>code</code> and '
-        "<del>gone</del>.</p>",
+    "# Title\n\nSome *em*, **strong**, `code` and ~~gone~~.": '<h3 class="md-h1">Title</h3><p>Some <em>em</em>, <strong>strong</strong>, <code>code</code> and '
+    "<del>gone</del>.</p>",
     "- a\n  - b\n- c": "<ul><li>a<ul><li>b</li></ul></li><li>c</li></ul>",
     "Steps:\n3. x\n4. y\n\nafter": '<p>Steps:</p><ol start="3"><li>x</li><li>y</li></ol><p>after</p>',
     "1. one\n\n   more\n2. two": "<ol><li><p>one</p><p>more</p></li><li>two</li></ol>",
     "line one\nline two": "<p>line one<br>line two</p>",
     "> quote\n\n---\n\n\\*not em\\* and my_var_name": "<blockquote><p>quote</p></blockquote><hr><p>*not em* and my_var_name</p>",
-    "| a | b |\n|:-:|--:|\n| 1 | 2 |":
-        '<div class="table-wrap"><table><thead><tr><th class="align-center">a</th><th class="align-right">b</th>'
-        '</tr></thead><tbody><tr><td class="align-center">1</td><td class="align-right">2</td></tr></tbody></table>'
-        "</div>",
+    "| a | b |\n|:-:|--:|\n| 1 | 2 |": '<div class="table-wrap"><table><thead><tr><th class="align-center">a</th><th class="align-right">b</th>'
+    '</tr></thead><tbody><tr><td class="align-center">1</td><td class="align-right">2</td></tr></tbody></table>'
+    "</div>",
     "<b>x</b> & <script>alert(1)</script>": "<p>&lt;b&gt;x&lt;/b&gt; &amp; &lt;script&gt;alert(1)&lt;/script&gt;</p>",
-    "[a](javascript:alert(1)) ![i](https://x.example/i.png)":
-        '<p><span>a</span> <a href="https://x.example/i.png" rel="noopener noreferrer nofollow" target="_blank">i</a>'
-        "</p>",
+    "[a](javascript:alert(1)) ![i](https://x.example/i.png)": '<p><span>a</span> <a href="https://x.example/i.png" rel="noopener noreferrer nofollow" target="_blank">i</a>'
+    "</p>",
 }
 
 
@@ -254,4 +255,6 @@ def test_unclosed_code_fence_renders_while_streaming(browser_page):
       box.append(renderMarkdown("Code:\\n```js\\nlet x = '<img src=x onerror=alert(1)>';"));
       return box.innerHTML;
     }""")
-    assert '<pre><code class="language-js">let x = \'&lt;img src=x onerror=alert(1)&gt;\';</code></pre>' in html
+    assert (
+        "<pre><code class=\"language-js\">let x = '&lt;img src=x onerror=alert(1)&gt;';</code></pre>" in html
+    )

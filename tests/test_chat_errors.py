@@ -85,9 +85,15 @@ async def test_model_not_found(fake_openai, alice_token):
 
 
 async def test_upstream_bad_request_passes_message(fake_openai, alice_token):
-    fake_openai.scenario = Scenario(status=400, error={
-        "message": "This model's maximum context length is 8192 tokens. Key sk-abcdefgh1234 was used.",
-        "type": "invalid_request_error", "param": "messages", "code": "context_length_exceeded"})
+    fake_openai.scenario = Scenario(
+        status=400,
+        error={
+            "message": "This model's maximum context length is 8192 tokens. Key sk-abcdefgh1234 was used.",
+            "type": "invalid_request_error",
+            "param": "messages",
+            "code": "context_length_exceeded",
+        },
+    )
     response, body = await error_of(alice_token)
     assert (response.status_code, body["code"]) == (400, "openai_bad_request")
     assert body["message"].startswith("This model's maximum context length is 8192 tokens.")
@@ -122,8 +128,12 @@ async def test_other_upstream_error_after_bounded_retries(fake_openai, alice_tok
 
 
 async def test_5xx_before_streaming_is_retried_then_streams(fake_openai, alice_token):
-    fake_openai.scenario = Scenario(status=500, error={"message": "oops", "type": "server_error"}, fail_times=1,
-                                    pieces=["Hello", " again"])
+    fake_openai.scenario = Scenario(
+        status=500,
+        error={"message": "oops", "type": "server_error"},
+        fail_times=1,
+        pieces=["Hello", " again"],
+    )
     response, content = await post_chat(AsyncClient(), chat_body(), token=alice_token)
     assert response.status_code == 200
     assert content == b"Hello again"

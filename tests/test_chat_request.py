@@ -62,17 +62,41 @@ async def test_image_content_parts_are_forwarded(fake_openai, alice_token):
     ("body", "field"),
     [
         ({"messages": [{"role": "user", "content": "hi"}]}, "chatSettings"),
-        ({"chatSettings": {"model": 5}, "messages": [{"role": "user", "content": "hi"}]}, "chatSettings.model"),
-        ({"chatSettings": {"model": "gpt-4o", "temperature": 2.5}, "messages": [{"role": "user", "content": "x"}]},
-         "chatSettings.temperature"),
-        ({"chatSettings": {"model": "gpt-4o", "temperature": "hot"}, "messages": [{"role": "user", "content": "x"}]},
-         "chatSettings.temperature"),
+        (
+            {"chatSettings": {"model": 5}, "messages": [{"role": "user", "content": "hi"}]},
+            "chatSettings.model",
+        ),
+        (
+            {
+                "chatSettings": {"model": "gpt-4o", "temperature": 2.5},
+                "messages": [{"role": "user", "content": "x"}],
+            },
+            "chatSettings.temperature",
+        ),
+        (
+            {
+                "chatSettings": {"model": "gpt-4o", "temperature": "hot"},
+                "messages": [{"role": "user", "content": "x"}],
+            },
+            "chatSettings.temperature",
+        ),
         ({"chatSettings": {"model": "gpt-4o"}, "messages": []}, "messages"),
-        ({"chatSettings": {"model": "gpt-4o"}, "messages": [{"role": "wizard", "content": "x"}]}, "messages[0].role"),
+        (
+            {"chatSettings": {"model": "gpt-4o"}, "messages": [{"role": "wizard", "content": "x"}]},
+            "messages[0].role",
+        ),
         ({"chatSettings": {"model": "gpt-4o"}, "messages": [{"role": "user"}]}, "messages[0].content"),
-        ({"chatSettings": {"model": "gpt-4o"}, "messages": [{"role": "user", "content": 3}]}, "messages[0].content"),
-        ({"chatSettings": {"model": "gpt-4o"}, "messages": [{"role": "user", "content": [{"type": "video"}]}]},
-         "messages[0].content[0]"),
+        (
+            {"chatSettings": {"model": "gpt-4o"}, "messages": [{"role": "user", "content": 3}]},
+            "messages[0].content",
+        ),
+        (
+            {
+                "chatSettings": {"model": "gpt-4o"},
+                "messages": [{"role": "user", "content": [{"type": "video"}]}],
+            },
+            "messages[0].content[0]",
+        ),
     ],
 )
 async def test_invalid_bodies_name_the_field(fake_openai, alice_token, body, field):
@@ -85,7 +109,9 @@ async def test_invalid_bodies_name_the_field(fake_openai, alice_token, body, fie
     assert fake_openai.requests == []
 
 
-@pytest.mark.parametrize("raw", [b"", b"not json", b"[1, 2]", b'{"chatSettings": ', "\"héllo\"".encode("latin-1")])
+@pytest.mark.parametrize(
+    "raw", [b"", b"not json", b"[1, 2]", b'{"chatSettings": ', '"héllo"'.encode("latin-1")]
+)
 async def test_non_json_or_non_object_is_400(fake_openai, alice_token, raw):
     response, content = await post_chat(AsyncClient(), None, raw=raw, token=alice_token)
     assert response.status_code == 400
@@ -143,7 +169,6 @@ async def test_oversized_body_is_413(fake_openai, alice_token, settings):
     assert (response.status_code, json_of(content)["code"]) == (413, "request_too_large")
 
 
-
 @pytest.mark.parametrize("model", ["my-local-llama", "gpt-4o\n", "o1\nx", ""])
 def test_models_no_rule_names_get_the_default_rule(model):
     from chat.model_rules import apply_model_rules
@@ -152,8 +177,10 @@ def test_models_no_rule_names_get_the_default_rule(model):
     assert params == {"model": model, "messages": [], "temperature": 0.3}
 
 
-@pytest.mark.parametrize(("path", "shape"), [("/api/chat/openai", "ours"), ("/api/profile/", "ours"),
-                                             ("/v1/chat/completions", "openai")])
+@pytest.mark.parametrize(
+    ("path", "shape"),
+    [("/api/chat/openai", "ours"), ("/api/profile/", "ours"), ("/v1/chat/completions", "openai")],
+)
 def test_a_refused_host_header_is_a_json_400(path, shape):
     from django.test import Client
 

@@ -22,7 +22,9 @@ async def test_first_bytes_arrive_before_the_upstream_finishes(live_app, fake_op
     arrivals: list[tuple[float, bytes]] = []
     async with aiohttp.ClientSession() as session:
         start = time.monotonic()
-        async with session.post(live_app + CHAT_URL, data=json.dumps(chat_body()), headers=auth(alice_token)) as resp:
+        async with session.post(
+            live_app + CHAT_URL, data=json.dumps(chat_body()), headers=auth(alice_token)
+        ) as resp:
             assert resp.status == 200
             async for chunk in resp.content.iter_any():
                 arrivals.append((time.monotonic() - start, chunk))
@@ -37,7 +39,9 @@ async def test_first_bytes_arrive_before_the_upstream_finishes(live_app, fake_op
 async def test_client_disconnect_cancels_the_upstream(live_app, fake_openai, alice_token):
     fake_openai.scenario = Scenario(pieces=[f"p{i} " for i in range(100)], gap=0.05)
     async with aiohttp.ClientSession() as session:
-        resp = await session.post(live_app + CHAT_URL, data=json.dumps(chat_body()), headers=auth(alice_token))
+        resp = await session.post(
+            live_app + CHAT_URL, data=json.dumps(chat_body()), headers=auth(alice_token)
+        )
         assert resp.status == 200
         await resp.content.readany()
         resp.close()  # the browser's Stop button: the connection goes away
@@ -50,27 +54,30 @@ async def test_client_disconnect_cancels_the_upstream(live_app, fake_openai, ali
 async def test_midstream_failure_truncates_the_response(live_app, fake_openai, alice_token, caplog):
     fake_openai.scenario = Scenario(pieces=["one ", "two ", "three "], fail_after=2, gap=0.05)
     received = b""
-    async with aiohttp.ClientSession() as session:
-        async with session.post(live_app + CHAT_URL, data=json.dumps(chat_body()), headers=auth(alice_token)) as resp:
-            assert resp.status == 200
-            with pytest.raises(aiohttp.ClientPayloadError):
-                async for chunk in resp.content.iter_any():
-                    received += chunk
+    async with aiohttp.ClientSession() as session, session.post(
+        live_app + CHAT_URL, data=json.dumps(chat_body()), headers=auth(alice_token)
+    ) as resp:
+        assert resp.status == 200
+        with pytest.raises(aiohttp.ClientPayloadError):
+            async for chunk in resp.content.iter_any():
+                received += chunk
     assert received == b"one two "  # what came, and then no clean end
 
 
 async def test_stream_ending_without_done_is_truncated(live_app, fake_openai, alice_token):
     fake_openai.scenario = Scenario(pieces=["a", "b"], end_without_done=True)
-    async with aiohttp.ClientSession() as session:
-        async with session.post(live_app + CHAT_URL, data=json.dumps(chat_body()), headers=auth(alice_token)) as resp:
-            with pytest.raises(aiohttp.ClientPayloadError):
-                await resp.read()
+    async with aiohttp.ClientSession() as session, session.post(
+        live_app + CHAT_URL, data=json.dumps(chat_body()), headers=auth(alice_token)
+    ) as resp:
+        with pytest.raises(aiohttp.ClientPayloadError):
+            await resp.read()
 
 
 async def test_complete_answer_ends_cleanly(live_app, fake_openai, alice_token):
-    async with aiohttp.ClientSession() as session:
-        async with session.post(live_app + CHAT_URL, data=json.dumps(chat_body()), headers=auth(alice_token)) as resp:
-            assert await resp.read() == b"tok0 tok1 tok2 tok3 tok4 "
+    async with aiohttp.ClientSession() as session, session.post(
+        live_app + CHAT_URL, data=json.dumps(chat_body()), headers=auth(alice_token)
+    ) as resp:
+        assert await resp.read() == b"tok0 tok1 tok2 tok3 tok4 "
     assert fake_openai.streams_completed == 1
 
 
@@ -78,25 +85,29 @@ async def test_multibyte_text_split_across_network_reads(live_app, fake_openai, 
     pieces = ["日本語", "の", "テキスト", "😀", "é", "中文"]
     fake_openai.scenario = Scenario(pieces=pieces, split_bytes=True)
     chunks: list[bytes] = []
-    async with aiohttp.ClientSession() as session:
-        async with session.post(live_app + CHAT_URL, data=json.dumps(chat_body()), headers=auth(alice_token)) as resp:
-            async for chunk in resp.content.iter_any():
-                chunks.append(chunk)
+    async with aiohttp.ClientSession() as session, session.post(
+        live_app + CHAT_URL, data=json.dumps(chat_body()), headers=auth(alice_token)
+    ) as resp:
+        async for chunk in resp.content.iter_any():
+            chunks.append(chunk)
     for chunk in chunks:
         chunk.decode("utf-8")  # every write is whole characters
     assert b"".join(chunks).decode() == "".join(pieces)
 
 
 async def test_error_before_streaming_has_real_status(live_app, fake_openai, bob_token):
-    async with aiohttp.ClientSession() as session:
-        async with session.post(live_app + CHAT_URL, data=json.dumps(chat_body()), headers=auth(bob_token)) as resp:
-            assert resp.status == 400
-            body = await resp.json(content_type=None)
+    async with aiohttp.ClientSession() as session, session.post(
+        live_app + CHAT_URL, data=json.dumps(chat_body()), headers=auth(bob_token)
+    ) as resp:
+        assert resp.status == 400
+        body = await resp.json(content_type=None)
     assert body["code"] == "openai_api_key_missing"
     assert body["settings_url"] == live_app + "/profile/settings/"
 
 
-async def test_concurrent_streams_do_not_mix_users(live_app, fake_openai, alice_token, transactional_db, settings):
+async def test_concurrent_streams_do_not_mix_users(
+    live_app, fake_openai, alice_token, transactional_db, settings
+):
     from asgiref.sync import sync_to_async
     from rest_framework.authtoken.models import Token
 
@@ -108,10 +119,11 @@ async def test_concurrent_streams_do_not_mix_users(live_app, fake_openai, alice_
     settings.MAX_STREAMS_PER_USER = 5  # five at once per user (the cap is tested in test_limits.py)
 
     async def one(token: str) -> int:
-        async with aiohttp.ClientSession() as session:
-            async with session.post(live_app + CHAT_URL, data=json.dumps(chat_body()), headers=auth(token)) as resp:
-                await resp.read()
-                return resp.status
+        async with aiohttp.ClientSession() as session, session.post(
+            live_app + CHAT_URL, data=json.dumps(chat_body()), headers=auth(token)
+        ) as resp:
+            await resp.read()
+            return resp.status
 
     statuses = await asyncio.gather(*(one(t) for t in [alice_token, frank_token] * 5))
     assert statuses == [200] * 10
@@ -124,11 +136,11 @@ async def test_truncation_is_one_warning_not_a_server_traceback(live_app, fake_o
 
     fake_openai.scenario = Scenario(pieces=["one ", "two ", "three "], fail_after=1, gap=0.05)
     with caplog.at_level(logging.INFO):
-        async with aiohttp.ClientSession() as session:
-            async with session.post(live_app + CHAT_URL, data=json.dumps(chat_body()),
-                                    headers=auth(alice_token)) as resp:
-                with pytest.raises(aiohttp.ClientPayloadError):
-                    await resp.read()
+        async with aiohttp.ClientSession() as session, session.post(
+            live_app + CHAT_URL, data=json.dumps(chat_body()), headers=auth(alice_token)
+        ) as resp:
+            with pytest.raises(aiohttp.ClientPayloadError):
+                await resp.read()
         await asyncio.sleep(0.2)  # the server logs once the response is over
     warnings = [r for r in caplog.records if r.name == "upstream.relay" and r.levelno == logging.WARNING]
     assert len(warnings) == 1 and "failed mid-response" in warnings[0].getMessage()

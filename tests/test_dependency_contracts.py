@@ -25,8 +25,8 @@ from django.db import connection
 from django.test import AsyncClient, RequestFactory
 from django.utils.deprecation import MiddlewareMixin
 from django.utils.module_loading import import_string
-from rest_framework.authtoken.models import Token
 from openai._vendor.httpx_aiohttp.transport import AiohttpResponseStream
+from rest_framework.authtoken.models import Token
 from rest_framework.request import Request
 
 from core.django_internals import ON_LOOP_TWINS, columns_of, compiled_sql, converted_row
@@ -45,10 +45,21 @@ CREDENTIALS = OpenAICredentials(api_key="sk-contract-0123456789abcdefghij", orga
 
 async def _open(stack: AsyncExitStack, stream: bool = True) -> openai.AsyncAPIResponse:
     completions = pooled_client().chat.completions.with_streaming_response
-    return await with_retries(lambda: stack.enter_async_context(completions.create(
-        model=openai.omit, messages=openai.omit, **request_options(CREDENTIALS),
-        extra_body={"model": "gpt-4o-mini", "stream": stream, "messages": [{"role": "user", "content": "hi"}]},
-    )), CREDENTIALS)
+    return await with_retries(
+        lambda: stack.enter_async_context(
+            completions.create(
+                model=openai.omit,
+                messages=openai.omit,
+                **request_options(CREDENTIALS),
+                extra_body={
+                    "model": "gpt-4o-mini",
+                    "stream": stream,
+                    "messages": [{"role": "user", "content": "hi"}],
+                },
+            )
+        ),
+        CREDENTIALS,
+    )
 
 
 # --- the OpenAI SDK and its aiohttp transport (upstream/sdk_internals.py) -------------------------
@@ -80,9 +91,15 @@ async def test_the_sdk_closes_a_body_exactly_as_network_body_does(fake_openai):
 
     await AiohttpResponseStream(Recorder()).aclose()  # type: ignore[arg-type]
     assert calls == ["aexit"]
-    exit_body = [ast.dump(node) for node in ast.parse(textwrap.dedent(
-        inspect.getsource(aiohttp.ClientResponse.__aexit__))).body[0].body]  # type: ignore[attr-defined]
-    assert any("release" in node for node in exit_body) and any("wait_for_close" in node for node in exit_body)
+    exit_body = [
+        ast.dump(node)
+        for node in ast.parse(textwrap.dedent(inspect.getsource(aiohttp.ClientResponse.__aexit__)))
+        .body[0]
+        .body
+    ]  # type: ignore[attr-defined]
+    assert any("release" in node for node in exit_body) and any(
+        "wait_for_close" in node for node in exit_body
+    )
 
 
 async def test_network_body_closes_an_unfinished_stream_upstream_and_keeps_a_finished_connection(fake_openai):
@@ -123,8 +140,11 @@ async def test_a_compressed_stream_is_relayed_whole(fake_openai, alice_token):
     response, content = await post_chat(AsyncClient(), chat_body(), token=alice_token)
     assert response.status_code == 200 and content.decode() == "Grüße aus Köln"
     response = await AsyncClient().post(
-        "/v1/chat/completions", data=json.dumps({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}),
-        content_type="application/json", headers={"Authorization": f"Bearer {alice_token}"})
+        "/v1/chat/completions",
+        data=json.dumps({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}),
+        content_type="application/json",
+        headers={"Authorization": f"Bearer {alice_token}"},
+    )
     assert response.status_code == 200
     assert "content-encoding" not in response.headers  # decoded: we send plain JSON
     assert json.loads(response.content)["choices"][0]["message"]["content"] == "Grüße aus Köln"
@@ -151,7 +171,8 @@ async def test_a_refused_connection_is_told_from_a_timeout(fake_openai, settings
     fake_openai.scenario = Scenario(first_delay=2)
     with pytest.raises(openai.APITimeoutError) as slow:
         await pooled_client().chat.completions.create(
-            model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}], **request_options(CREDENTIALS))
+            model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}], **request_options(CREDENTIALS)
+        )
     assert sdk_internals.is_timeout(slow.value)
     assert map_upstream_error(slow.value).code == "openai_timeout"
 
@@ -204,14 +225,17 @@ def test_the_compiled_token_query_returns_what_the_orm_would(alice, alice_token)
     user_model = get_user_model()
     fields = [user_model._meta.get_field("id"), *Profile._meta.concrete_fields]
     queryset = Token.objects.filter(key=alice_token).values_list(
-        "user__id", *(f"user__profile__{field.attname}" for field in Profile._meta.concrete_fields))
+        "user__id", *(f"user__profile__{field.attname}" for field in Profile._meta.concrete_fields)
+    )
     sql, params = compiled_sql(queryset, "default")
     assert params == [alice_token]
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         row = cursor.fetchone()
     columns = columns_of([fields[0]]) + columns_of(fields[1:])
-    assert converted_row(row, columns, connection) == list(queryset.get())  # same values, decrypted key included
+    assert converted_row(row, columns, connection) == list(
+        queryset.get()
+    )  # same values, decrypted key included
 
 
 # --- Django REST framework (core/drf.py) ------------------------------------------------------------

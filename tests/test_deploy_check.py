@@ -28,8 +28,14 @@ def manage(*args: str, **environment: str) -> subprocess.CompletedProcess[str]:
     # Only what this test sets (and what Python needs), so a developer's own environment cannot
     # make it pass or fail.
     env = {name: os.environ[name] for name in ("PATH", "HOME", "SYSTEMROOT") if name in os.environ}
-    run = subprocess.run([sys.executable, str(ROOT / "manage.py"), *args], cwd=ROOT, env={**env, **environment},
-                         capture_output=True, text=True, timeout=120)
+    run = subprocess.run(
+        [sys.executable, str(ROOT / "manage.py"), *args],
+        cwd=ROOT,
+        env={**env, **environment},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     leakcheck.record("manage.py " + " ".join(args), run.stdout + run.stderr)
     return run
 
@@ -49,10 +55,18 @@ def test_https_settings_are_on_by_default_once_debug_is_off():
 
 
 def test_each_https_setting_can_be_turned_off_for_a_proxy_that_does_it():
-    run = manage("shell", "-c", "from django.conf import settings as s; print(s.SECURE_SSL_REDIRECT, "
-                 "s.SECURE_HSTS_SECONDS, s.SESSION_COOKIE_SECURE, s.CSRF_COOKIE_SECURE, s.SECURE_PROXY_SSL_HEADER)",
-                 **PRODUCTION, SECURE_SSL_REDIRECT="false", SECURE_HSTS_SECONDS="0", SESSION_COOKIE_SECURE="no",
-                 CSRF_COOKIE_SECURE="0", SECURE_PROXY_SSL_HEADER="HTTP_X_FORWARDED_PROTO,https")
+    run = manage(
+        "shell",
+        "-c",
+        "from django.conf import settings as s; print(s.SECURE_SSL_REDIRECT, "
+        "s.SECURE_HSTS_SECONDS, s.SESSION_COOKIE_SECURE, s.CSRF_COOKIE_SECURE, s.SECURE_PROXY_SSL_HEADER)",
+        **PRODUCTION,
+        SECURE_SSL_REDIRECT="false",
+        SECURE_HSTS_SECONDS="0",
+        SESSION_COOKIE_SECURE="no",
+        CSRF_COOKIE_SECURE="0",
+        SECURE_PROXY_SSL_HEADER="HTTP_X_FORWARDED_PROTO,https",
+    )
     assert run.returncode == 0, run.stderr
     assert run.stdout.splitlines()[-1] == "False 0 False False ('HTTP_X_FORWARDED_PROTO', 'https')"
 

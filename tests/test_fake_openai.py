@@ -53,11 +53,10 @@ async def raw_post(
 ) -> tuple[int, dict[str, str], bytes]:
     """POST without the SDK, to look at the exact bytes on the wire."""
     all_headers = {"Authorization": "Bearer sk-test", **(headers or {})}
-    async with aiohttp.ClientSession() as session:
-        async with session.post(
-            f"{server.base_url}/chat/completions", json=body, headers=all_headers
-        ) as resp:
-            return resp.status, dict(resp.headers), await resp.read()
+    async with aiohttp.ClientSession() as session, session.post(
+        f"{server.base_url}/chat/completions", json=body, headers=all_headers
+    ) as resp:
+        return resp.status, dict(resp.headers), await resp.read()
 
 
 def sse_data(raw: bytes) -> list[str]:
@@ -174,10 +173,9 @@ async def test_requests_are_recorded_and_reset(client: openai.AsyncOpenAI, serve
 
 
 async def test_missing_key_is_401(server: FakeOpenAI) -> None:
-    async with aiohttp.ClientSession() as session:
-        async with session.get(f"{server.base_url}/models") as resp:
-            assert resp.status == 401
-            error = (await resp.json())["error"]
+    async with aiohttp.ClientSession() as session, session.get(f"{server.base_url}/models") as resp:
+        assert resp.status == 401
+        error = (await resp.json())["error"]
     assert error["type"] == "invalid_request_error" and "didn't provide an API key" in error["message"]
 
 
@@ -342,15 +340,14 @@ async def test_malformed_line_and_missing_done(server: FakeOpenAI) -> None:
 async def test_stall_then_client_leaves_counts_cancelled(server: FakeOpenAI) -> None:
     server.scenario = Scenario(pieces=["a", "b"], stall_after=1)
     timeout = aiohttp.ClientTimeout(sock_read=0.3)
-    async with aiohttp.ClientSession(timeout=timeout) as session:
-        async with session.post(
-            f"{server.base_url}/chat/completions",
-            json={"model": "gpt-4o", "messages": MESSAGES, "stream": True},
-            headers={"Authorization": "Bearer sk-test"},
-        ) as resp:
-            await server.wait_for(lambda s: s.open_streams == 1)
-            with pytest.raises(asyncio.TimeoutError):
-                await resp.read()
+    async with aiohttp.ClientSession(timeout=timeout) as session, session.post(
+        f"{server.base_url}/chat/completions",
+        json={"model": "gpt-4o", "messages": MESSAGES, "stream": True},
+        headers={"Authorization": "Bearer sk-test"},
+    ) as resp:
+        await server.wait_for(lambda s: s.open_streams == 1)
+        with pytest.raises(asyncio.TimeoutError):
+            await resp.read()
     await server.wait_for(lambda s: s.streams_cancelled == 1 and s.open_streams == 0, timeout=2)
     assert server.streams_completed == 0
 

@@ -16,10 +16,10 @@ import psutil
 import pytest
 from django.core.cache import cache
 
-from upstream import client as upstream
-from upstream.limits import _slot_keys
 from tests.fake_openai import Scenario
 from tests.helpers import CHAT_URL, chat_body
+from upstream import client as upstream
+from upstream.limits import _slot_keys
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -38,20 +38,26 @@ async def read_until_cut(resp: aiohttp.ClientResponse) -> bytes:
     return received
 
 
-@pytest.mark.parametrize(("scenario", "expected"), [
-    (Scenario(pieces=["one ", "two ", "three "], stall_after=2), b"one two "),
-    (Scenario(pieces=["one ", "two ", "three "], malformed_after=1, gap=0.05), b"one "),
-    (Scenario(pieces=["one ", "two ", "three "], fail_after=2, gap=0.05), b"one two "),
-], ids=["stall", "malformed-sse", "dropped"])
+@pytest.mark.parametrize(
+    ("scenario", "expected"),
+    [
+        (Scenario(pieces=["one ", "two ", "three "], stall_after=2), b"one two "),
+        (Scenario(pieces=["one ", "two ", "three "], malformed_after=1, gap=0.05), b"one "),
+        (Scenario(pieces=["one ", "two ", "three "], fail_after=2, gap=0.05), b"one two "),
+    ],
+    ids=["stall", "malformed-sse", "dropped"],
+)
 async def test_failures_after_the_first_byte_truncate_and_are_never_retried(
-        live_app, fake_openai, alice_token, settings, scenario, expected):
+    live_app, fake_openai, alice_token, settings, scenario, expected
+):
     settings.OPENAI_TIMEOUT = 0.5  # the stall: half a second without a byte ends it
     fake_openai.scenario = scenario
     started = time.monotonic()
-    async with aiohttp.ClientSession() as session:
-        async with session.post(live_app + CHAT_URL, data=json.dumps(chat_body()), headers=auth(alice_token)) as resp:
-            assert resp.status == 200
-            received = await read_until_cut(resp)
+    async with aiohttp.ClientSession() as session, session.post(
+        live_app + CHAT_URL, data=json.dumps(chat_body()), headers=auth(alice_token)
+    ) as resp:
+        assert resp.status == 200
+        received = await read_until_cut(resp)
     # Exactly what came before the fault (even a delta that shared a network read with the bad
     # event), and nothing after it.
     assert received == expected
@@ -60,16 +66,19 @@ async def test_failures_after_the_first_byte_truncate_and_are_never_retried(
     await fake_openai.wait_for(lambda s: s.open_streams == 0)  # and the stalled upstream was let go
 
 
-async def test_stall_is_measured_between_bytes_not_over_the_whole_answer(live_app, fake_openai, alice_token,
-                                                                         settings):
+async def test_stall_is_measured_between_bytes_not_over_the_whole_answer(
+    live_app, fake_openai, alice_token, settings
+):
     settings.OPENAI_TIMEOUT = 0.5
     fake_openai.scenario = Scenario(pieces=[f"p{i} " for i in range(8)], gap=0.2)  # 1.6 s, never 0.5 s idle
-    async with aiohttp.ClientSession() as session:
-        async with session.post(live_app + CHAT_URL, data=json.dumps(chat_body()), headers=auth(alice_token)) as resp:
-            assert await resp.read() == b"p0 p1 p2 p3 p4 p5 p6 p7 "
+    async with aiohttp.ClientSession() as session, session.post(
+        live_app + CHAT_URL, data=json.dumps(chat_body()), headers=auth(alice_token)
+    ) as resp:
+        assert await resp.read() == b"p0 p1 p2 p3 p4 p5 p6 p7 "
 
 
 # --- a thousand streams cut short -------------------------------------------------------------------
+
 
 def pool_connections() -> tuple[int, int]:
     """(in use, idle) upstream connections over every pooled client, every event loop."""
@@ -86,15 +95,20 @@ def pool_connections() -> tuple[int, int]:
 
 
 def fake_side_connections(port: int) -> int:
-    return sum(1 for c in psutil.Process().net_connections("tcp")
-               if c.laddr and c.laddr.port == port and c.status == psutil.CONN_ESTABLISHED)
+    return sum(
+        1
+        for c in psutil.Process().net_connections("tcp")
+        if c.laddr and c.laddr.port == port and c.status == psutil.CONN_ESTABLISHED
+    )
 
 
 async def tasks_on(loop: asyncio.AbstractEventLoop) -> int:
     async def count() -> int:
         return len(asyncio.all_tasks())
 
-    return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(count(), loop)) - 1  # not count() itself
+    return (
+        await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(count(), loop)) - 1
+    )  # not count() itself
 
 
 async def settle(check, timeout: float = 10.0) -> None:
@@ -106,7 +120,8 @@ async def settle(check, timeout: float = 10.0) -> None:
 
 @pytest.mark.slow
 async def test_a_thousand_streams_cut_at_random_points_leave_nothing_behind(
-        live_asgi_server, live_app, fake_openai, alice, alice_token, settings):
+    live_asgi_server, live_app, fake_openai, alice, alice_token, settings
+):
     settings.MAX_STREAMS_PER_USER = 64  # counted too: every slot must come back
     fake_openai.scenario = Scenario(pieces=[f"p{i} " for i in range(30)], gap=0.01)  # ~0.3 s each
     server_loop = live_asgi_server.loop
@@ -117,8 +132,14 @@ async def test_a_thousand_streams_cut_at_random_points_leave_nothing_behind(
     limit = asyncio.Semaphore(50)
 
     async def one(session: aiohttp.ClientSession, n: int) -> None:
-        path, body = (CHAT_URL, chat_body()) if n % 2 else (
-            V1_URL, {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}], "stream": True})
+        path, body = (
+            (CHAT_URL, chat_body())
+            if n % 2
+            else (
+                V1_URL,
+                {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}], "stream": True},
+            )
+        )
         # Three in ten are cut counting from the request (before, or as, the answer starts: the
         # view, the middleware, the first chunk); the rest somewhere in the answer, or not at all.
         early = rng.random() < 0.3
@@ -126,7 +147,9 @@ async def test_a_thousand_streams_cut_at_random_points_leave_nothing_behind(
         async with limit:
             try:
                 async with asyncio.timeout(cut_after if early else None) as deadline:
-                    async with session.post(live_app + path, data=json.dumps(body), headers=auth(alice_token)) as resp:
+                    async with session.post(
+                        live_app + path, data=json.dumps(body), headers=auth(alice_token)
+                    ) as resp:
                         assert resp.status == 200, await resp.text()
                         # The rest are cut somewhere in the answer (or not at all, if it is shorter).
                         deadline.reschedule(asyncio.get_running_loop().time() + cut_after)
@@ -139,9 +162,11 @@ async def test_a_thousand_streams_cut_at_random_points_leave_nothing_behind(
     started = time.monotonic()
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0, force_close=True)) as session:
         await asyncio.gather(*(one(session, n) for n in range(1000)))
-    print(f"1000 streams (seed {seed}) in {time.monotonic() - started:.1f} s: {dict(outcomes)}; "
-          f"upstream started {fake_openai.streams_started}, completed {fake_openai.streams_completed}, "
-          f"cancelled {fake_openai.streams_cancelled}")
+    print(
+        f"1000 streams (seed {seed}) in {time.monotonic() - started:.1f} s: {dict(outcomes)}; "
+        f"upstream started {fake_openai.streams_started}, completed {fake_openai.streams_completed}, "
+        f"cancelled {fake_openai.streams_cancelled}"
+    )
     assert outcomes["cut early"] > 100 and outcomes["cut mid-answer"] > 300
 
     await fake_openai.wait_for(lambda s: s.open_streams == 0, timeout=10)

@@ -28,7 +28,12 @@ pytestmark = pytest.mark.django_db(transaction=True)
 FUZZ_TOKEN = "fuzz0token0000000000000000000000000000ab"
 FUZZ_KEY = "sk-fuzz-mallory-key-0123456789abcdef"
 CHAT, V1_CHAT, V1_MODELS, PROFILE, TOKEN = (
-    "/api/chat/openai", "/v1/chat/completions", "/v1/models", "/api/profile/", "/api/token/")
+    "/api/chat/openai",
+    "/v1/chat/completions",
+    "/v1/models",
+    "/api/profile/",
+    "/api/token/",
+)
 ENDPOINTS = [CHAT, V1_CHAT, PROFILE, TOKEN]
 METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "HEAD", "TRACE", "PROPFIND"]
 EXAMPLES = {CHAT: 1000, V1_CHAT: 800, PROFILE: 500, TOKEN: 400, V1_MODELS: 100, "raw": 600}
@@ -43,8 +48,10 @@ class FuzzSummary:
         if TRIED:
             per = ", ".join(f"{n} {what}" for what, n in TRIED.most_common())
             statuses = ", ".join(f"{status}: {n}" for status, n in sorted(STATUSES.items()))
-            terminalreporter.line(f"input fuzzing: {sum(TRIED.values())} generated requests ({per}); "
-                                  f"answers by status: {statuses}")
+            terminalreporter.line(
+                f"input fuzzing: {sum(TRIED.values())} generated requests ({per}); "
+                f"answers by status: {statuses}"
+            )
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -66,11 +73,14 @@ def fuzz_user(transactional_db, fake_openai, settings):
 
 # --- what a good error looks like ---------------------------------------------------------------
 
+
 def check_answer(path: str, method: str, status: int, content_type: str, body: bytes) -> None:
     assert status < 500, f"{method} {path} -> {status}: {body[:500]!r}"
     if status < 400 or method == "HEAD":  # HEAD answers carry no body
         return
-    assert content_type.startswith("application/json"), f"{method} {path} -> {status} {content_type}: {body[:200]!r}"
+    assert content_type.startswith("application/json"), (
+        f"{method} {path} -> {status} {content_type}: {body[:200]!r}"
+    )
     error = json.loads(body)
     if path.startswith("/v1/"):
         assert set(error) == {"error"}, error
@@ -88,16 +98,22 @@ class Sender:
         self.loop = loop
         self.client = AsyncClient()
 
-    def __call__(self, method: str, path: str, body: bytes, content_type: str | None,
-                 headers: dict[str, str]) -> None:
-        future = asyncio.run_coroutine_threadsafe(self._send(method, path, body, content_type, headers), self.loop)
+    def __call__(
+        self, method: str, path: str, body: bytes, content_type: str | None, headers: dict[str, str]
+    ) -> None:
+        future = asyncio.run_coroutine_threadsafe(
+            self._send(method, path, body, content_type, headers), self.loop
+        )
         status, response_type, content = future.result(timeout=60)
         STATUSES[status] += 1
         check_answer(path, method, status, response_type, content)
 
-    async def _send(self, method: str, path: str, body: bytes, content_type: str | None,
-                    headers: dict[str, str]) -> tuple[int, str, bytes]:
-        response = await self.client.generic(method, path, body, content_type=content_type or "", headers=headers)
+    async def _send(
+        self, method: str, path: str, body: bytes, content_type: str | None, headers: dict[str, str]
+    ) -> tuple[int, str, bytes]:
+        response = await self.client.generic(
+            method, path, body, content_type=content_type or "", headers=headers
+        )
         if response.streaming:
             content = b"".join([part async for part in response.streaming_content])
         else:
@@ -120,14 +136,24 @@ async def run_fuzz(test) -> None:
 
 
 def fuzz_settings(examples: int):
-    return hypothesis_settings(max_examples=examples, deadline=None, derandomize=False,
-                               suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+    return hypothesis_settings(
+        max_examples=examples,
+        deadline=None,
+        derandomize=False,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+    )
 
 
 # --- strategies ---------------------------------------------------------------------------------
 
-json_leaf = (st.none() | st.booleans() | st.integers() | st.integers(min_value=2**63) | st.floats()
-             | st.text(max_size=20))
+json_leaf = (
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.integers(min_value=2**63)
+    | st.floats()
+    | st.text(max_size=20)
+)
 json_value = st.recursive(
     json_leaf,
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
@@ -142,50 +168,100 @@ def some(*strategies):
 
 
 text_part = st.fixed_dictionaries({"type": st.just("text")}, optional={"text": some(st.text(max_size=30))})
-image_part = st.fixed_dictionaries({"type": st.just("image_url")}, optional={
-    "image_url": some(st.fixed_dictionaries({}, optional={"url": some(st.just("data:image/png;base64,AAAA"))}))})
+image_part = st.fixed_dictionaries(
+    {"type": st.just("image_url")},
+    optional={
+        "image_url": some(
+            st.fixed_dictionaries({}, optional={"url": some(st.just("data:image/png;base64,AAAA"))})
+        )
+    },
+)
 content = some(st.text(max_size=50), st.lists(some(text_part, image_part), max_size=3))
-message = some(st.fixed_dictionaries({}, optional={
-    "role": some(st.sampled_from(["system", "user", "assistant", "tool", "USER", ""])),
-    "content": content,
-    "name": json_value,
-}))
+message = some(
+    st.fixed_dictionaries(
+        {},
+        optional={
+            "role": some(st.sampled_from(["system", "user", "assistant", "tool", "USER", ""])),
+            "content": content,
+            "name": json_value,
+        },
+    )
+)
 messages = some(st.lists(message, max_size=4))
-model = some(st.sampled_from(["gpt-4o", "gpt-4o-mini", "o3-mini", "gpt-5", "no-such-model"]), st.text(max_size=30))
+model = some(
+    st.sampled_from(["gpt-4o", "gpt-4o-mini", "o3-mini", "gpt-5", "no-such-model"]), st.text(max_size=30)
+)
 temperature = some(st.floats(), st.integers(min_value=-3, max_value=3))
 
-chat_body = some(st.builds(
-    lambda settings, msgs, extra: {**extra, **settings, **msgs},
-    st.fixed_dictionaries({}, optional={"chatSettings": some(st.builds(
+chat_body = some(
+    st.builds(
+        lambda settings, msgs, extra: {**extra, **settings, **msgs},
+        st.fixed_dictionaries(
+            {},
+            optional={
+                "chatSettings": some(
+                    st.builds(
+                        lambda base, extra: {**extra, **base},
+                        st.fixed_dictionaries(
+                            {}, optional={"model": model, "temperature": temperature, "prompt": json_value}
+                        ),
+                        extra_fields,
+                    )
+                )
+            },
+        ),
+        st.fixed_dictionaries({}, optional={"messages": messages}),
+        extra_fields,
+    )
+)
+v1_body = some(
+    st.builds(
         lambda base, extra: {**extra, **base},
-        st.fixed_dictionaries({}, optional={"model": model, "temperature": temperature, "prompt": json_value}),
-        extra_fields))}),
-    st.fixed_dictionaries({}, optional={"messages": messages}),
-    extra_fields,
-))
-v1_body = some(st.builds(
-    lambda base, extra: {**extra, **base},
-    st.fixed_dictionaries({}, optional={
-        "model": model, "messages": messages, "stream": some(st.booleans()), "temperature": temperature,
-        "max_tokens": some(st.integers(min_value=-1, max_value=10_000)), "stream_options": json_value,
-        "api_key": json_value, "base_url": json_value,
-    }),
-    extra_fields,
-))
-api_key_value = some(st.from_regex(r"sk-fuzz-[A-Za-z0-9]{20,40}", fullmatch=True), st.text(max_size=19),
-                     st.just(""), st.just("sk-with a space in it 0123456789"))
-profile_body = some(st.builds(
-    lambda base, extra: {**extra, **base},
-    st.fixed_dictionaries({}, optional={"openai_api_key": api_key_value,
-                                        "openai_organization_id": some(st.text(max_size=80))}),
-    extra_fields,
-))
-token_body = some(st.builds(
-    lambda base, extra: {**extra, **base},
-    st.fixed_dictionaries({}, optional={"username": some(st.sampled_from(["mallory", "alice", ""])),
-                                        "password": some(st.text(max_size=20))}),
-    extra_fields,
-))
+        st.fixed_dictionaries(
+            {},
+            optional={
+                "model": model,
+                "messages": messages,
+                "stream": some(st.booleans()),
+                "temperature": temperature,
+                "max_tokens": some(st.integers(min_value=-1, max_value=10_000)),
+                "stream_options": json_value,
+                "api_key": json_value,
+                "base_url": json_value,
+            },
+        ),
+        extra_fields,
+    )
+)
+api_key_value = some(
+    st.from_regex(r"sk-fuzz-[A-Za-z0-9]{20,40}", fullmatch=True),
+    st.text(max_size=19),
+    st.just(""),
+    st.just("sk-with a space in it 0123456789"),
+)
+profile_body = some(
+    st.builds(
+        lambda base, extra: {**extra, **base},
+        st.fixed_dictionaries(
+            {},
+            optional={"openai_api_key": api_key_value, "openai_organization_id": some(st.text(max_size=80))},
+        ),
+        extra_fields,
+    )
+)
+token_body = some(
+    st.builds(
+        lambda base, extra: {**extra, **base},
+        st.fixed_dictionaries(
+            {},
+            optional={
+                "username": some(st.sampled_from(["mallory", "alice", ""])),
+                "password": some(st.text(max_size=20)),
+            },
+        ),
+        extra_fields,
+    )
+)
 
 
 @st.composite
@@ -198,25 +274,51 @@ def encoded(draw, body_strategy) -> bytes:
     return raw
 
 
-content_types = st.just("application/json") | st.sampled_from([
-    None, "application/json; charset=latin-1", "text/plain", "text/plain; charset=utf-8",
-    "application/x-www-form-urlencoded", "multipart/form-data", "multipart/form-data; boundary=xyz",
-    "application/octet-stream", "application/json; charset=no-such-charset", "*/*", "garbage",
-])
+content_types = st.just("application/json") | st.sampled_from(
+    [
+        None,
+        "application/json; charset=latin-1",
+        "text/plain",
+        "text/plain; charset=utf-8",
+        "application/x-www-form-urlencoded",
+        "multipart/form-data",
+        "multipart/form-data; boundary=xyz",
+        "application/octet-stream",
+        "application/json; charset=no-such-charset",
+        "*/*",
+        "garbage",
+    ]
+)
 # Mostly a valid token, so most examples get past authentication to the body.
 authorization = st.one_of(
     st.sampled_from([f"Token {FUZZ_TOKEN}", f"Bearer {FUZZ_TOKEN}"]),
     st.sampled_from([f"Token {FUZZ_TOKEN}", f"Bearer {FUZZ_TOKEN}"]),
-    st.sampled_from([f"bearer {FUZZ_TOKEN}", None, "", "Token", "Bearer ", "Token not-a-token",
-                     f"Token {FUZZ_TOKEN} extra", "Basic bWFsbG9yeTpwdw==", "Bearer \u00e9\u00e8"]),
+    st.sampled_from(
+        [
+            f"bearer {FUZZ_TOKEN}",
+            None,
+            "",
+            "Token",
+            "Bearer ",
+            "Token not-a-token",
+            f"Token {FUZZ_TOKEN} extra",
+            "Basic bWFsbG9yeTpwdw==",
+            "Bearer \u00e9\u00e8",
+        ]
+    ),
     st.text(alphabet=st.characters(min_codepoint=32, max_codepoint=255), max_size=60),
 )
-other_headers = st.fixed_dictionaries({}, optional={
-    "X-CSRFToken": st.text(alphabet=st.characters(min_codepoint=33, max_codepoint=126), max_size=64),
-    "Cookie": st.sampled_from(["sessionid=garbage", "csrftoken=x; sessionid=", "sessionid=" + "a" * 300]),
-    "Accept": st.sampled_from(["*/*", "text/html", "application/json", "nothing/at-all"]),
-    "OpenAI-Organization": st.text(alphabet=st.characters(min_codepoint=32, max_codepoint=126), max_size=30),
-})
+other_headers = st.fixed_dictionaries(
+    {},
+    optional={
+        "X-CSRFToken": st.text(alphabet=st.characters(min_codepoint=33, max_codepoint=126), max_size=64),
+        "Cookie": st.sampled_from(["sessionid=garbage", "csrftoken=x; sessionid=", "sessionid=" + "a" * 300]),
+        "Accept": st.sampled_from(["*/*", "text/html", "application/json", "nothing/at-all"]),
+        "OpenAI-Organization": st.text(
+            alphabet=st.characters(min_codepoint=32, max_codepoint=126), max_size=30
+        ),
+    },
+)
 
 
 @st.composite
@@ -230,19 +332,28 @@ def headers_for(draw) -> dict[str, str]:
 
 def request_to(path: str, body_strategy, methods: list[str]):
     # Mostly the endpoint's own methods, so most examples get past method dispatch to the body.
-    return st.tuples(st.sampled_from(methods * (12 // len(methods)) + METHODS), encoded(body_strategy),
-                     content_types, headers_for())
+    return st.tuples(
+        st.sampled_from(methods * (12 // len(methods)) + METHODS),
+        encoded(body_strategy),
+        content_types,
+        headers_for(),
+    )
 
 
 # --- the properties -----------------------------------------------------------------------------
 
-@pytest.mark.parametrize(("path", "body", "methods"), [
-    (CHAT, chat_body, ["POST"]),
-    (V1_CHAT, v1_body, ["POST"]),
-    (PROFILE, profile_body, ["GET", "PATCH"]),
-    (TOKEN, token_body, ["POST", "DELETE"]),
-    (V1_MODELS, st.just({}), ["GET"]),
-])
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("path", "body", "methods"),
+    [
+        (CHAT, chat_body, ["POST"]),
+        (V1_CHAT, v1_body, ["POST"]),
+        (PROFILE, profile_body, ["GET", "PATCH"]),
+        (TOKEN, token_body, ["POST", "DELETE"]),
+        (V1_MODELS, st.just({}), ["GET"]),
+    ],
+)
 async def test_generated_requests_get_a_json_4xx_never_a_5xx(fuzz_user, path, body, methods):
     @fuzz_settings(EXAMPLES[path])
     @given(request=request_to(path, body, methods))
@@ -254,11 +365,16 @@ async def test_generated_requests_get_a_json_4xx_never_a_5xx(fuzz_user, path, bo
     await run_fuzz(property_holds)
 
 
+@pytest.mark.slow
 async def test_arbitrary_bytes_to_every_endpoint(fuzz_user):
     @fuzz_settings(EXAMPLES["raw"])
-    @given(path=st.sampled_from(ENDPOINTS), method=st.sampled_from(["POST", "PATCH"]),
-           raw=st.binary(max_size=300) | st.text(max_size=100).map(lambda t: t.encode("utf-16")),
-           content_type=content_types, headers=headers_for())
+    @given(
+        path=st.sampled_from(ENDPOINTS),
+        method=st.sampled_from(["POST", "PATCH"]),
+        raw=st.binary(max_size=300) | st.text(max_size=100).map(lambda t: t.encode("utf-16")),
+        content_type=content_types,
+        headers=headers_for(),
+    )
     def property_holds(sender: Sender, path, method, raw, content_type, headers) -> None:
         TRIED["raw bytes"] += 1
         sender(method, path, raw, content_type, headers)
@@ -276,30 +392,40 @@ METHOD_OF = {CHAT: "POST", V1_CHAT: "POST", PROFILE: "PATCH", TOKEN: "POST"}
 @pytest.mark.parametrize("path", ENDPOINTS)
 @pytest.mark.parametrize("body", [DEEP_ARRAY, DEEP_OBJECT], ids=["array", "object"])
 async def test_deeply_nested_json_is_a_400_not_a_recursion_error(fuzz_user, path, body):
-    response = await AsyncClient().generic(METHOD_OF[path], path, body, content_type="application/json",
-                                           headers={"Authorization": f"Bearer {FUZZ_TOKEN}"})
+    response = await AsyncClient().generic(
+        METHOD_OF[path],
+        path,
+        body,
+        content_type="application/json",
+        headers={"Authorization": f"Bearer {FUZZ_TOKEN}"},
+    )
     assert response.status_code == 400
     check_answer(path, METHOD_OF[path], 400, response["Content-Type"], response.content)
     assert b"invalid_json" in response.content
 
 
 async def test_many_messages_are_refused(fuzz_user):
-    body = json.dumps({"chatSettings": {"model": "gpt-4o"}, "messages": [{"role": "user", "content": "x"}] * 1001})
-    response = await AsyncClient().post(CHAT, body, content_type="application/json",
-                                        headers={"Authorization": f"Bearer {FUZZ_TOKEN}"})
+    body = json.dumps(
+        {"chatSettings": {"model": "gpt-4o"}, "messages": [{"role": "user", "content": "x"}] * 1001}
+    )
+    response = await AsyncClient().post(
+        CHAT, body, content_type="application/json", headers={"Authorization": f"Bearer {FUZZ_TOKEN}"}
+    )
     assert response.status_code == 400
     assert json.loads(response.content)["fields"]["messages"] == "At most 1000 messages."
 
 
 async def _chunks(data: bytes, size: int = 64 * 1024):
     for start in range(0, len(data), size):
-        yield data[start:start + size]
+        yield data[start : start + size]
 
 
 def _oversize_body(path: str, size: int) -> bytes:
     filler = "x" * size
     if path == CHAT:
-        return json.dumps({"chatSettings": {"model": "gpt-4o"}, "messages": [{"role": "user", "content": filler}]}).encode()
+        return json.dumps(
+            {"chatSettings": {"model": "gpt-4o"}, "messages": [{"role": "user", "content": filler}]}
+        ).encode()
     if path == V1_CHAT:
         return json.dumps({"model": "gpt-4o", "messages": [{"role": "user", "content": filler}]}).encode()
     if path == PROFILE:
@@ -313,24 +439,29 @@ async def test_bodies_past_the_limit_get_413_over_http(live_app, fuzz_user, path
     """The documented default (MAX_REQUEST_BYTES, 8 MiB) for every endpoint, declared or chunked."""
     body = _oversize_body(path, 8 * 1024 * 1024 + 1)
     data = body if framing == "content-length" else _chunks(body)
-    async with aiohttp.ClientSession() as session:
-        async with session.request(METHOD_OF[path], live_app + path, data=data, headers={
-                "Authorization": f"Bearer {FUZZ_TOKEN}", "Content-Type": "application/json"}) as resp:
-            content = await resp.read()
-            assert resp.status == 413, content[:300]
-            check_answer(path, METHOD_OF[path], 413, resp.headers["Content-Type"], content)
-            assert b"request_too_large" in content
+    async with aiohttp.ClientSession() as session, session.request(
+        METHOD_OF[path],
+        live_app + path,
+        data=data,
+        headers={"Authorization": f"Bearer {FUZZ_TOKEN}", "Content-Type": "application/json"},
+    ) as resp:
+        content = await resp.read()
+        assert resp.status == 413, content[:300]
+        check_answer(path, METHOD_OF[path], 413, resp.headers["Content-Type"], content)
+        assert b"request_too_large" in content
 
 
 @pytest.mark.parametrize("path", [PROFILE, TOKEN])
 async def test_chunked_bodies_within_the_limit_are_read(live_app, fuzz_user, path):
     # DRF skips parsing a body without Content-Length; the ASGI body limit gives it one.
     body = {PROFILE: {"openai_organization_id": "org-chunked"}, TOKEN: {"username": "mallory"}}[path]
-    async with aiohttp.ClientSession() as session:
-        async with session.request(METHOD_OF[path], live_app + path, data=_chunks(json.dumps(body).encode()),
-                                   headers={"Authorization": f"Bearer {FUZZ_TOKEN}",
-                                            "Content-Type": "application/json"}) as resp:
-            answer = await resp.json()
+    async with aiohttp.ClientSession() as session, session.request(
+        METHOD_OF[path],
+        live_app + path,
+        data=_chunks(json.dumps(body).encode()),
+        headers={"Authorization": f"Bearer {FUZZ_TOKEN}", "Content-Type": "application/json"},
+    ) as resp:
+        answer = await resp.json()
     if path == PROFILE:
         assert answer["openai_organization_id"] == "org-chunked"
     else:
@@ -351,8 +482,9 @@ async def test_an_endless_body_is_not_read_to_its_end(live_app, fuzz_user, setti
     with caplog.at_level(logging.WARNING, logger="django.request"):
         async with aiohttp.ClientSession() as session:
             try:
-                async with session.post(live_app + CHAT, data=endless(),
-                                        headers={"Authorization": f"Bearer {FUZZ_TOKEN}"}) as resp:
+                async with session.post(
+                    live_app + CHAT, data=endless(), headers={"Authorization": f"Bearer {FUZZ_TOKEN}"}
+                ) as resp:
                     statuses.append(resp.status)
                     await resp.read()
             except (aiohttp.ClientOSError, aiohttp.ClientPayloadError):
@@ -370,7 +502,8 @@ async def test_an_oversized_body_of_known_length_always_gets_its_413(live_app, f
     body = b" " * (8 * 1024 * 1024)  # declared by Content-Length, bounded: read to its end, then answered
     async with aiohttp.ClientSession() as session:
         for _ in range(3):
-            async with session.post(live_app + CHAT, data=body,
-                                    headers={"Authorization": f"Bearer {FUZZ_TOKEN}"}) as resp:
+            async with session.post(
+                live_app + CHAT, data=body, headers={"Authorization": f"Bearer {FUZZ_TOKEN}"}
+            ) as resp:
                 assert resp.status == 413
                 assert (await resp.json())["code"] == "request_too_large"

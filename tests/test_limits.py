@@ -17,10 +17,10 @@ from django.core.cache import cache
 from django.test import AsyncClient
 
 from core.errors import ApiError
-from upstream.limits import acquire_stream_slot
 from tests.conftest import ALICE_KEY, TEST_RING_KEYS
 from tests.fake_openai import Scenario
 from tests.helpers import CHAT_URL, chat_body, json_of, post_chat
+from upstream.limits import acquire_stream_slot
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -36,11 +36,11 @@ def _fresh_slots(settings):
 
 
 async def stream_status(live_app: str, token: str) -> int:
-    async with aiohttp.ClientSession() as session:
-        async with session.post(live_app + CHAT_URL, data=json.dumps(chat_body()),
-                                headers={"Authorization": f"Token {token}"}) as resp:
-            await resp.read()
-            return resp.status
+    async with aiohttp.ClientSession() as session, session.post(
+        live_app + CHAT_URL, data=json.dumps(chat_body()), headers={"Authorization": f"Token {token}"}
+    ) as resp:
+        await resp.read()
+        return resp.status
 
 
 async def test_past_the_cap_is_429_with_a_clear_message(fake_openai, alice, alice_token):
@@ -88,11 +88,13 @@ async def test_errors_before_streaming_give_the_slot_back(fake_openai, alice_tok
 
 async def test_midstream_failure_gives_the_slot_back(live_app, fake_openai, alice_token):
     fake_openai.scenario = Scenario(pieces=["a", "b", "c"], fail_after=1)
-    async with aiohttp.ClientSession() as session:
-        async with session.post(live_app + CHAT_URL, data=json.dumps(chat_body()),
-                                headers={"Authorization": f"Token {alice_token}"}) as resp:
-            with pytest.raises(aiohttp.ClientPayloadError):
-                await resp.read()
+    async with aiohttp.ClientSession() as session, session.post(
+        live_app + CHAT_URL,
+        data=json.dumps(chat_body()),
+        headers={"Authorization": f"Token {alice_token}"},
+    ) as resp:
+        with pytest.raises(aiohttp.ClientPayloadError):
+            await resp.read()
     fake_openai.scenario = None
     assert await stream_status(live_app, alice_token) == 200
 
@@ -100,8 +102,11 @@ async def test_midstream_failure_gives_the_slot_back(live_app, fake_openai, alic
 async def test_client_disconnect_gives_the_slot_back(live_app, fake_openai, alice_token):
     fake_openai.scenario = Scenario(pieces=["x"] * 200, gap=0.05)
     async with aiohttp.ClientSession() as session:
-        resp = await session.post(live_app + CHAT_URL, data=json.dumps(chat_body()),
-                                  headers={"Authorization": f"Token {alice_token}"})
+        resp = await session.post(
+            live_app + CHAT_URL,
+            data=json.dumps(chat_body()),
+            headers={"Authorization": f"Token {alice_token}"},
+        )
         assert resp.status == 200
         await resp.content.readany()
         assert await stream_status(live_app, alice_token) == 429  # the open stream holds the slot
@@ -147,8 +152,12 @@ async def test_zero_means_no_cap(alice, settings):
 async def test_cache_down_allows_the_stream(alice, caplog):
     from django.test import override_settings
 
-    nowhere = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache",
-                           "LOCATION": f"redis://127.0.0.1:{_free_port()}/0"}}
+    nowhere = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": f"redis://127.0.0.1:{_free_port()}/0",
+        }
+    }
     with override_settings(CACHES=nowhere):
         first = await acquire_stream_slot(user_id=alice.pk)
         second = await acquire_stream_slot(user_id=alice.pk)
@@ -157,6 +166,7 @@ async def test_cache_down_allows_the_stream(alice, caplog):
 
 
 # --- two worker processes sharing the cap through Redis ------------------------------------------------
+
 
 def _free_port() -> int:
     with socket.socket() as sock:
@@ -184,25 +194,56 @@ def two_workers(tmp_path, fake_openai):
 
     redis_url = _redis_url()
     port = _free_port()
-    env = {**os.environ, "DEBUG": "true", "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}",
-           "REDIS_URL": redis_url, "MAX_STREAMS_PER_USER": "1", "STREAM_SLOT_TTL": "6",
-           "PROFILE_ENCRYPTION_KEYS": ",".join(TEST_RING_KEYS), "OPENAI_BASE_URL": fake_openai.base_url,
-           "OPENAI_MAX_RETRIES": "0", "LOG_LEVEL": "WARNING"}
+    env = {
+        **os.environ,
+        "DEBUG": "true",
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}",
+        "REDIS_URL": redis_url,
+        "MAX_STREAMS_PER_USER": "1",
+        "STREAM_SLOT_TTL": "6",
+        "PROFILE_ENCRYPTION_KEYS": ",".join(TEST_RING_KEYS),
+        "OPENAI_BASE_URL": fake_openai.base_url,
+        "OPENAI_MAX_RETRIES": "0",
+        "LOG_LEVEL": "WARNING",
+    }
     manage = [sys.executable, str(ROOT / "manage.py")]
     subprocess.run([*manage, "migrate", "-v0"], env=env, check=True, cwd=ROOT)
     token = subprocess.run(
-        [*manage, "shell", "-c",
-         "from tests.conftest import make_user; from rest_framework.authtoken.models import Token; "
-         f"print(Token.objects.create(user=make_user('alice', api_key={ALICE_KEY!r})).key)"],
-        env=env, check=True, cwd=ROOT, capture_output=True, text=True,
+        [
+            *manage,
+            "shell",
+            "-c",
+            "from tests.conftest import make_user; from rest_framework.authtoken.models import Token; "
+            f"print(Token.objects.create(user=make_user('alice', api_key={ALICE_KEY!r})).key)",
+        ],
+        env=env,
+        check=True,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
     ).stdout.split()[-1]  # after the shell's own "objects imported" line
     client = redis.Redis.from_url(redis_url)
     for key in client.scan_iter("*streams:*"):
         client.delete(key)
     server = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "chatproject.asgi:application", "--host", "127.0.0.1",
-         "--port", str(port), "--workers", "2", "--no-access-log"],
-        env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "chatproject.asgi:application",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            "2",
+            "--no-access-log",
+        ],
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     url = f"http://127.0.0.1:{port}"
     try:
@@ -331,7 +372,8 @@ async def test_a_killed_worker_cannot_lock_its_user_out(two_workers, fake_openai
 
 
 async def test_a_response_dropped_while_its_head_is_sent_still_gives_everything_back(
-        fake_openai, alice, alice_token, settings):
+    fake_openai, alice, alice_token, settings
+):
     """When the client leaves while the response head is being sent, Django drops the response
     without iterating or closing its body, so the stream's owner never hears of it: only the ASGI
     safety net (upstream.stream.closing_abandoned_streams) closes the upstream stream and its slot."""
@@ -357,11 +399,24 @@ async def test_a_response_dropped_while_its_head_is_sent_still_gives_everything_
                 gone.set()  # the client leaves now...
                 await asyncio.sleep(5)  # ...while the head is on its way (Django cancels this)
 
-        scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST",
-                 "scheme": "http", "path": CHAT_URL, "raw_path": CHAT_URL.encode(), "query_string": b"",
-                 "root_path": "", "client": ("127.0.0.1", 50000), "server": ("127.0.0.1", 80),
-                 "headers": [(b"host", b"127.0.0.1"), (b"authorization", f"Token {alice_token}".encode()),
-                             (b"content-length", str(len(body)).encode())]}
+        scope = {
+            "type": "http",
+            "asgi": {"version": "3.0"},
+            "http_version": "1.1",
+            "method": "POST",
+            "scheme": "http",
+            "path": CHAT_URL,
+            "raw_path": CHAT_URL.encode(),
+            "query_string": b"",
+            "root_path": "",
+            "client": ("127.0.0.1", 50000),
+            "server": ("127.0.0.1", 80),
+            "headers": [
+                (b"host", b"127.0.0.1"),
+                (b"authorization", f"Token {alice_token}".encode()),
+                (b"content-length", str(len(body)).encode()),
+            ],
+        }
         await asyncio.wait_for(app(scope, receive, send), 5)
 
     await request_dropped_at_its_head(asgi.django_application)  # without the net...
@@ -384,8 +439,15 @@ async def test_a_client_gone_while_its_slot_is_taken_leaves_no_slot(alice):
 
     url = _redis_url()
     client = redis.Redis.from_url(url)
-    with override_settings(CACHES={"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache",
-                                               "LOCATION": url, "KEY_PREFIX": "cancel-test"}}):
+    with override_settings(
+        CACHES={
+            "default": {
+                "BACKEND": "django.core.cache.backends.redis.RedisCache",
+                "LOCATION": url,
+                "KEY_PREFIX": "cancel-test",
+            }
+        }
+    ):
         for attempt in range(20):
             taking = asyncio.create_task(acquire_stream_slot(user_id=alice.pk))
             await asyncio.sleep(0)  # now waiting for the worker thread

@@ -20,11 +20,23 @@ SCRIPT = textwrap.dedent("""
 
 def test_a_4xx_is_one_info_line_with_debug_on_and_off():
     for debug in ("true", "false"):
-        env = {**os.environ, "DJANGO_SETTINGS_MODULE": "chatproject.settings", "DEBUG": debug,
-               "PROFILE_ENCRYPTION_KEYS": "3q2-7wVYe6j9b2BBqFuGzTrkYo6GkS7Uxj6PZJkfvzA=",
-               "SECRET_KEY": "x" * 50, "SECURE_SSL_REDIRECT": "false"}
-        result = subprocess.run([sys.executable, "-c", SCRIPT], cwd=ROOT, env=env, capture_output=True,
-                                text=True, timeout=60, check=True)
+        env = {
+            **os.environ,
+            "DJANGO_SETTINGS_MODULE": "chatproject.settings",
+            "DEBUG": debug,
+            "PROFILE_ENCRYPTION_KEYS": "3q2-7wVYe6j9b2BBqFuGzTrkYo6GkS7Uxj6PZJkfvzA=",
+            "SECRET_KEY": "x" * 50,
+            "SECURE_SSL_REDIRECT": "false",
+        }
+        result = subprocess.run(
+            [sys.executable, "-c", SCRIPT],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        )
         lines = result.stderr.splitlines()
         for path in ("/api/no-such-endpoint/", "/no-such-page/"):
             about = [line for line in lines if path in line]

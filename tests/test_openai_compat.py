@@ -34,8 +34,9 @@ async def post(body, *, token: str | None, scheme: str = "Bearer", raw: bytes | 
     if token is not None:
         headers["Authorization"] = f"{scheme} {token}"
     data = raw if raw is not None else json.dumps(body).encode()
-    response = await AsyncClient().generic("POST", COMPLETIONS, data, content_type="application/json",
-                                           headers=headers)
+    response = await AsyncClient().generic(
+        "POST", COMPLETIONS, data, content_type="application/json", headers=headers
+    )
     if response.streaming:
         return response, b"".join([part async for part in response.streaming_content])
     return response, response.content
@@ -64,6 +65,7 @@ async def token_for(username: str, key: str | None = None) -> str:
 
 
 # --- success ----------------------------------------------------------------------------------
+
 
 async def test_non_streaming_answer_is_the_upstream_json_as_sent(fake_openai, alice_token):
     response, content = await post(completion_body(), token=alice_token)
@@ -103,8 +105,12 @@ async def test_include_usage_is_forwarded(fake_openai, alice_token):
 
 
 async def test_request_goes_upstream_with_the_callers_key_and_organization(fake_openai, alice_token):
-    body = completion_body(user="end-user-7", seed=3, logprobs=False, tools=[{"type": "function", "function": {
-        "name": "f", "parameters": {"type": "object"}}}])
+    body = completion_body(
+        user="end-user-7",
+        seed=3,
+        logprobs=False,
+        tools=[{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}],
+    )
     await post(body, token=alice_token, **{"OpenAI-Organization": "org-evil", "OpenAI-Project": "proj-evil"})
     sent = fake_openai.last_request
     assert sent.path == "/v1/chat/completions"
@@ -117,10 +123,16 @@ async def test_request_goes_upstream_with_the_callers_key_and_organization(fake_
 
 
 async def test_body_cannot_override_credentials_base_url_or_organization(fake_openai, alice_token):
-    body = completion_body(api_key="sk-attacker-0000000000000000", organization="org-evil", project="proj-evil",
-                           base_url="http://evil.example/v1", api_base="http://evil.example/v1",
-                           extra_headers={"Authorization": "Bearer sk-attacker"}, extra_query={"x": "1"},
-                           headers={"OpenAI-Organization": "org-evil"})
+    body = completion_body(
+        api_key="sk-attacker-0000000000000000",
+        organization="org-evil",
+        project="proj-evil",
+        base_url="http://evil.example/v1",
+        api_base="http://evil.example/v1",
+        extra_headers={"Authorization": "Bearer sk-attacker"},
+        extra_query={"x": "1"},
+        headers={"OpenAI-Organization": "org-evil"},
+    )
     response, _ = await post(body, token=alice_token)
     assert response.status_code == 200
     sent = fake_openai.last_request
@@ -153,6 +165,7 @@ async def test_token_in_both_header_forms(fake_openai, alice_token, scheme):
 
 
 # --- our own errors ---------------------------------------------------------------------------
+
 
 async def test_no_token_is_openais_invalid_api_key(fake_openai, transactional_db):
     response, content = await post(completion_body(), token=None)
@@ -204,6 +217,7 @@ async def test_wrong_method_and_unknown_endpoint(fake_openai, alice_token):
 
 
 # --- the core issue's error table, in OpenAI's shape --------------------------------------------
+
 
 async def test_missing_key_has_the_core_message_and_settings_link(fake_openai, bob_token):
     response, content = await post(completion_body(), token=bob_token)
@@ -263,9 +277,15 @@ async def test_model_not_found(fake_openai, alice_token):
 
 
 async def test_upstream_bad_request_message_redacted(fake_openai, alice_token):
-    fake_openai.scenario = Scenario(status=400, error={
-        "message": "Invalid value for 'n'. Key sk-abcdefgh1234 was used.", "type": "invalid_request_error",
-        "param": "n", "code": "invalid_value"})
+    fake_openai.scenario = Scenario(
+        status=400,
+        error={
+            "message": "Invalid value for 'n'. Key sk-abcdefgh1234 was used.",
+            "type": "invalid_request_error",
+            "param": "n",
+            "code": "invalid_value",
+        },
+    )
     response, content = await post(completion_body(n=-1), token=alice_token)
     error = await openai_error(response, content, 400, "openai_bad_request")
     assert error["message"].startswith("Invalid value for 'n'.")
@@ -299,6 +319,7 @@ async def test_other_upstream_error_after_bounded_retries(fake_openai, alice_tok
 
 # --- streams over real HTTP (uvicorn) ----------------------------------------------------------
 
+
 def auth(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
 
@@ -310,8 +331,9 @@ async def test_stream_arrives_incrementally(live_app, fake_openai, alice_token):
     arrivals: list[float] = []
     async with aiohttp.ClientSession() as session:
         start = time.monotonic()
-        async with session.post(live_app + COMPLETIONS, data=json.dumps(completion_body(stream=True)),
-                                headers=auth(alice_token)) as resp:
+        async with session.post(
+            live_app + COMPLETIONS, data=json.dumps(completion_body(stream=True)), headers=auth(alice_token)
+        ) as resp:
             assert resp.status == 200
             assert resp.headers["Content-Type"] == "text/event-stream"
             async for _ in resp.content.iter_any():
@@ -323,8 +345,9 @@ async def test_stream_arrives_incrementally(live_app, fake_openai, alice_token):
 async def test_client_disconnect_cancels_the_upstream(live_app, fake_openai, alice_token):
     fake_openai.scenario = Scenario(pieces=[f"p{i} " for i in range(100)], gap=0.05)
     async with aiohttp.ClientSession() as session:
-        resp = await session.post(live_app + COMPLETIONS, data=json.dumps(completion_body(stream=True)),
-                                  headers=auth(alice_token))
+        resp = await session.post(
+            live_app + COMPLETIONS, data=json.dumps(completion_body(stream=True)), headers=auth(alice_token)
+        )
         assert resp.status == 200
         await resp.content.readany()
         resp.close()
@@ -334,11 +357,11 @@ async def test_client_disconnect_cancels_the_upstream(live_app, fake_openai, ali
 
 
 async def stream_over_http(live_app: str, token: str) -> bytes:
-    async with aiohttp.ClientSession() as session:
-        async with session.post(live_app + COMPLETIONS, data=json.dumps(completion_body(stream=True)),
-                                headers=auth(token)) as resp:
-            assert resp.status == 200
-            return await resp.read()  # a clean end: no ClientPayloadError
+    async with aiohttp.ClientSession() as session, session.post(
+        live_app + COMPLETIONS, data=json.dumps(completion_body(stream=True)), headers=auth(token)
+    ) as resp:
+        assert resp.status == 200
+        return await resp.read()  # a clean end: no ClientPayloadError
 
 
 @pytest.mark.parametrize(
@@ -349,8 +372,9 @@ async def stream_over_http(live_app: str, token: str) -> bytes:
         (Scenario(pieces=["one ", "two ", "three "], stall_after=2), "openai_timeout"),
     ],
 )
-async def test_midstream_failure_ends_with_an_error_event(live_app, fake_openai, alice_token, settings,
-                                                          scenario, code):
+async def test_midstream_failure_ends_with_an_error_event(
+    live_app, fake_openai, alice_token, settings, scenario, code
+):
     settings.OPENAI_TIMEOUT = 0.5
     fake_openai.scenario = scenario
     events = sse_events(await stream_over_http(live_app, alice_token))
@@ -373,6 +397,7 @@ async def test_split_multibyte_text_passes_through_intact(live_app, fake_openai,
 
 
 # --- the per-user cap on open upstream requests (chat/limits.py) ------------------------------
+
 
 async def test_past_the_per_user_cap_is_a_429_in_openai_shape(fake_openai, alice, alice_token, settings):
     from django.core.cache import cache

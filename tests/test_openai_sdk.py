@@ -57,7 +57,8 @@ async def test_streaming_with_usage(live_app, fake_openai, alice_token):
     fake_openai.scenario = Scenario(pieces=["Hel", "lo ", "世界"], gap=0.01)
     async with sdk(live_app, alice_token) as client:
         stream = await client.chat.completions.create(
-            model="gpt-4o-mini", messages=MESSAGES, stream=True, stream_options={"include_usage": True})
+            model="gpt-4o-mini", messages=MESSAGES, stream=True, stream_options={"include_usage": True}
+        )
         chunks = [chunk async for chunk in stream]
     assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == "Hello 世界"
     assert chunks[-1].choices == [] and chunks[-1].usage.completion_tokens == 3
@@ -85,9 +86,14 @@ async def test_model_rules_apply_to_sdk_requests(live_app, fake_openai, alice_to
 async def test_sdk_options_cannot_redirect_the_upstream_call(live_app, fake_openai, alice_token):
     async with sdk(live_app, alice_token, organization="org-evil", project="proj-evil") as client:
         await client.chat.completions.create(
-            model="gpt-4o-mini", messages=MESSAGES,
-            extra_body={"api_key": "sk-attacker-000000000000", "base_url": "http://evil.example/v1",
-                        "organization": "org-evil"})
+            model="gpt-4o-mini",
+            messages=MESSAGES,
+            extra_body={
+                "api_key": "sk-attacker-000000000000",
+                "base_url": "http://evil.example/v1",
+                "organization": "org-evil",
+            },
+        )
     sent = fake_openai.last_request
     assert sent.headers["authorization"] == f"Bearer {ALICE_KEY}"
     assert sent.headers["openai-organization"] == "org-alice123"
@@ -96,6 +102,7 @@ async def test_sdk_options_cannot_redirect_the_upstream_call(live_app, fake_open
 
 
 # --- errors as the SDK raises them ------------------------------------------------------------
+
 
 async def test_wrong_or_revoked_token_is_an_authentication_error(live_app, fake_openai, alice, alice_token):
     # (No token at all: the SDK refuses to send a request without an api_key; see test_openai_compat.py.)
@@ -158,7 +165,9 @@ async def test_quota_error_is_not_retried_by_the_sdk(live_app, fake_openai, tran
         ("gpt-4o-mini", Scenario(first_delay=2.0), openai.InternalServerError, "openai_timeout"),
     ],
 )
-async def test_upstream_errors(live_app, fake_openai, alice_token, settings, model, scenario, exception, code):
+async def test_upstream_errors(
+    live_app, fake_openai, alice_token, settings, model, scenario, exception, code
+):
     settings.OPENAI_TIMEOUT = 0.5
     settings.OPENAI_MAX_RETRIES = 0
     fake_openai.scenario = scenario

@@ -89,17 +89,25 @@ def test_logout_is_a_post_and_says_so(erin_client):
 
 def test_pages_have_a_logout_button_not_a_link(erin_client):
     html = page_text(erin_client.get("/"))
-    assert re.search(r'<form method="post" action="/accounts/logout/">\s*<input type="hidden" name="csrfmiddlewaretoken"',
-                     html)
+    assert re.search(
+        r'<form method="post" action="/accounts/logout/">\s*<input type="hidden" name="csrfmiddlewaretoken"',
+        html,
+    )
 
 
 def test_signup_creates_an_account_and_goes_to_settings(client, settings):
     settings.SIGNUP_ENABLED = True
     assert 'href="/accounts/signup/"' in page_text(client.get("/accounts/login/"))
-    response = client.post("/accounts/signup/", {
-        "username": "frank", "email": "frank@example.com",
-        "password1": "a-long-enough-password-42", "password2": "a-long-enough-password-42",
-    }, follow=True)
+    response = client.post(
+        "/accounts/signup/",
+        {
+            "username": "frank",
+            "email": "frank@example.com",
+            "password1": "a-long-enough-password-42",
+            "password2": "a-long-enough-password-42",
+        },
+        follow=True,
+    )
     assert response.redirect_chain[-1][0] == "/profile/settings/"
     assert "Welcome, frank! Add your OpenAI API key to start chatting." in messages_of(response)
     frank = User.objects.get(username="frank")
@@ -110,9 +118,14 @@ def test_signup_creates_an_account_and_goes_to_settings(client, settings):
 
 def test_signup_shows_what_is_wrong(client, settings):
     settings.SIGNUP_ENABLED = True
-    response = client.post("/accounts/signup/", {
-        "username": "frank", "password1": "a-long-enough-password-42", "password2": "something-else-42",
-    })
+    response = client.post(
+        "/accounts/signup/",
+        {
+            "username": "frank",
+            "password1": "a-long-enough-password-42",
+            "password2": "something-else-42",
+        },
+    )
     assert response.status_code == 200
     assert "The two password fields didn’t match." in page_text(response)
     assert not User.objects.filter(username="frank").exists()
@@ -178,8 +191,9 @@ def test_settings_page_for_a_user_without_a_key(client):
 
 
 def test_saving_a_key_stores_it_and_says_so(erin_client, erin):
-    response = erin_client.post("/profile/settings/", {"api_key": f"  {NEW_KEY}\n", "organization_id": "org-erin1"},
-                                follow=True)
+    response = erin_client.post(
+        "/profile/settings/", {"api_key": f"  {NEW_KEY}\n", "organization_id": "org-erin1"}, follow=True
+    )
     assert response.redirect_chain == [("/profile/settings/", 302)]
     assert messages_of(response) == ["Your OpenAI API key was replaced (sk-...ghij)."]
     assert profile_of(erin).openai_api_key == NEW_KEY
@@ -195,15 +209,21 @@ def test_first_key_is_saved_not_replaced(client):
     assert profile.openai_api_key == NEW_KEY and profile.openai_api_key_updated_at is not None
 
 
-@pytest.mark.parametrize(("value", "message"), [
-    ("my password", "An API key has no spaces or line breaks inside."),
-    ("sk-abc def0123456789abcdef", "An API key has no spaces or line breaks inside."),
-    ("pk-0123456789abcdef0123456789", "This does not look like an OpenAI API key: keys start with “sk-”."),
-    ("0123456789abcdef0123456789", "This does not look like an OpenAI API key: keys start with “sk-”."),
-    ("sk-0123", "This key is too short to be an OpenAI API key."),
-    ("sk-0123456789abcdef0123456789!", "An API key contains only letters, digits, “-” and “_”."),
-    ("sk-" + "a" * 600, "Ensure this value has at most 500 characters"),
-])
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("my password", "An API key has no spaces or line breaks inside."),
+        ("sk-abc def0123456789abcdef", "An API key has no spaces or line breaks inside."),
+        (
+            "pk-0123456789abcdef0123456789",
+            "This does not look like an OpenAI API key: keys start with “sk-”.",
+        ),
+        ("0123456789abcdef0123456789", "This does not look like an OpenAI API key: keys start with “sk-”."),
+        ("sk-0123", "This key is too short to be an OpenAI API key."),
+        ("sk-0123456789abcdef0123456789!", "An API key contains only letters, digits, “-” and “_”."),
+        ("sk-" + "a" * 600, "Ensure this value has at most 500 characters"),
+    ],
+)
 def test_an_obvious_non_key_is_refused_with_a_clear_message(erin_client, erin, value, message):
     before = profile_of(erin).openai_api_key
     response = erin_client.post("/profile/settings/", {"api_key": value, "organization_id": "org-erin1"})
@@ -268,7 +288,9 @@ async def stored_key(user) -> str:
 
 
 async def test_checked_key_is_saved_when_openai_accepts_it(alice, fake_openai):
-    response, html = await post_settings(alice, {"api_key": NEW_KEY, "organization_id": ALICE_ORG, "check_key": "on"})
+    response, html = await post_settings(
+        alice, {"api_key": NEW_KEY, "organization_id": ALICE_ORG, "check_key": "on"}
+    )
     assert "Your OpenAI API key was replaced (sk-...ghij) and OpenAI accepted it." in html
     assert await stored_key(alice) == NEW_KEY
     request = fake_openai.last_request
@@ -281,7 +303,9 @@ async def test_checked_key_is_not_saved_when_openai_rejects_it(alice, fake_opena
     bad_key = "sk-bad-0123456789abcdefghijkl"
     response, html = await post_settings(alice, {"api_key": bad_key, "check_key": "on"})
     assert "OpenAI did not accept this key: it is incorrect or has been revoked. Nothing was saved." in html
-    assert bad_key not in html and bad_key[-4:] not in html  # OpenAI's own message quotes the key: not relayed
+    assert (
+        bad_key not in html and bad_key[-4:] not in html
+    )  # OpenAI's own message quotes the key: not relayed
     assert await stored_key(alice) == ALICE_KEY
 
 
@@ -315,7 +339,9 @@ def rendered_pages(client, erin) -> dict[str, str]:
     client.force_login(erin)
     pages["chat"] = page_text(client.get("/"))
     pages["settings"] = page_text(client.get("/profile/settings/"))
-    pages["settings (errors)"] = page_text(client.post("/profile/settings/", {"api_key": "nope", "check_key": "on"}))
+    pages["settings (errors)"] = page_text(
+        client.post("/profile/settings/", {"api_key": "nope", "check_key": "on"})
+    )
     return pages
 
 

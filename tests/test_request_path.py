@@ -34,7 +34,10 @@ def test_every_listed_middleware_runs_as_its_on_loop_twin(settings):
     classes = []
     layer = handler._middleware_chain
     while layer is not None:  # convert_exception_to_response closures wrap each middleware instance
-        instance = next((c.cell_contents for c in (layer.__closure__ or ()) if hasattr(c.cell_contents, "get_response")), None)
+        instance = next(
+            (c.cell_contents for c in (layer.__closure__ or ()) if hasattr(c.cell_contents, "get_response")),
+            None,
+        )
         if instance is None:
             break
         classes.append(type(instance))
@@ -56,12 +59,15 @@ def test_only_async_views_skip_the_per_request_thread():
 
 
 @pytest.mark.parametrize("csrf_in_session", [False, True], ids=["csrf-cookie", "csrf-in-session"])
-async def test_pages_through_the_handler_keep_djangos_security_behaviour(live_app, alice, settings,
-                                                                         csrf_in_session):
+async def test_pages_through_the_handler_keep_djangos_security_behaviour(
+    live_app, alice, settings, csrf_in_session
+):
     settings.CSRF_USE_SESSIONS = csrf_in_session  # then the CSRF twin's hooks go back to a thread
     login = live_app + "/accounts/login/"
     credentials = {"username": "alice", "password": PASSWORD}
-    async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as session:  # unsafe: an IP host
+    async with aiohttp.ClientSession(
+        cookie_jar=aiohttp.CookieJar(unsafe=True)
+    ) as session:  # unsafe: an IP host
         # CSRF: a form post without the cookie and token is refused...
         async with session.post(login, data=credentials, allow_redirects=False) as resp:
             assert resp.status == 403
@@ -74,8 +80,9 @@ async def test_pages_through_the_handler_keep_djangos_security_behaviour(live_ap
             assert ("csrftoken" in resp.cookies) is not csrf_in_session
         # ...and with them, the login works and starts a session.
         token = html.split('name="csrfmiddlewaretoken" value="')[1].split('"')[0]
-        async with session.post(login, data={**credentials, "csrfmiddlewaretoken": token},
-                                allow_redirects=False) as resp:
+        async with session.post(
+            login, data={**credentials, "csrfmiddlewaretoken": token}, allow_redirects=False
+        ) as resp:
             assert resp.status == 302 and "sessionid" in resp.cookies
 
 
@@ -87,8 +94,12 @@ async def test_open_streams_hold_no_thread_each(live_app, fake_openai, alice, se
     streams = 8
     before = threading.active_count()
     async with aiohttp.ClientSession() as session:
-        responses = [await session.post(live_app + CHAT_URL, data=json.dumps(chat_body()),
-                                        headers={"Authorization": f"Token {token}"}) for _ in range(streams)]
+        responses = [
+            await session.post(
+                live_app + CHAT_URL, data=json.dumps(chat_body()), headers={"Authorization": f"Token {token}"}
+            )
+            for _ in range(streams)
+        ]
         try:
             assert [r.status for r in responses] == [200] * streams
             await asyncio.gather(*(r.content.readany() for r in responses))  # all streaming now
@@ -105,11 +116,14 @@ async def test_open_streams_keep_no_sdk_wrappers(live_app, fake_openai, alice, s
     fake_openai.scenario = Scenario(pieces=["a"] * 40, gap=0.05)
     token = await sync_to_async(lambda: Token.objects.create(user=alice).key)()
     async with aiohttp.ClientSession() as session:
-        api = await session.post(live_app + CHAT_URL, data=json.dumps(chat_body()),
-                                 headers={"Authorization": f"Token {token}"})
-        v1 = await session.post(live_app + "/v1/chat/completions", headers={"Authorization": f"Bearer {token}"},
-                                json={"model": "gpt-4o-mini", "stream": True,
-                                      "messages": [{"role": "user", "content": "hi"}]})
+        api = await session.post(
+            live_app + CHAT_URL, data=json.dumps(chat_body()), headers={"Authorization": f"Token {token}"}
+        )
+        v1 = await session.post(
+            live_app + "/v1/chat/completions",
+            headers={"Authorization": f"Bearer {token}"},
+            json={"model": "gpt-4o-mini", "stream": True, "messages": [{"role": "user", "content": "hi"}]},
+        )
         try:
             assert (api.status, v1.status) == (200, 200)
             await asyncio.gather(api.content.readany(), v1.content.readany())

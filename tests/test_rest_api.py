@@ -50,6 +50,7 @@ def assert_error_shape(response, status: int, code: str) -> dict:
 
 # --- tokens -----------------------------------------------------------------------------------
 
+
 def test_password_login_returns_a_token_that_works(alice):
     response = APIClient().post(TOKEN_URL, {"username": "alice", "password": PASSWORD}, format="json")
     assert response.status_code == 200
@@ -87,13 +88,22 @@ def test_login_fields_are_validated(transactional_db):
 
 
 def test_failed_logins_are_throttled(alice, settings):
-    settings.REST_FRAMEWORK = {**settings.REST_FRAMEWORK, "DEFAULT_THROTTLE_RATES": {"login_failures": "2/min"}}
+    settings.REST_FRAMEWORK = {
+        **settings.REST_FRAMEWORK,
+        "DEFAULT_THROTTLE_RATES": {"login_failures": "2/min"},
+    }
     client = APIClient()
     # successful logins cost nothing
     for _ in range(3):
-        assert client.post(TOKEN_URL, {"username": "alice", "password": PASSWORD}, format="json").status_code == 200
+        assert (
+            client.post(TOKEN_URL, {"username": "alice", "password": PASSWORD}, format="json").status_code
+            == 200
+        )
     for _ in range(2):
-        assert client.post(TOKEN_URL, {"username": "alice", "password": "guess"}, format="json").status_code == 400
+        assert (
+            client.post(TOKEN_URL, {"username": "alice", "password": "guess"}, format="json").status_code
+            == 400
+        )
     throttled = client.post(TOKEN_URL, {"username": "alice", "password": PASSWORD}, format="json")
     body = assert_error_shape(throttled, 429, "too_many_failed_logins")
     assert 0 < int(throttled["Retry-After"]) <= 60
@@ -101,17 +111,28 @@ def test_failed_logins_are_throttled(alice, settings):
 
 
 def test_failed_logins_from_another_address_do_not_count(alice, settings):
-    settings.REST_FRAMEWORK = {**settings.REST_FRAMEWORK, "DEFAULT_THROTTLE_RATES": {"login_failures": "1/min"}}
+    settings.REST_FRAMEWORK = {
+        **settings.REST_FRAMEWORK,
+        "DEFAULT_THROTTLE_RATES": {"login_failures": "1/min"},
+    }
     client = APIClient()
     client.post(TOKEN_URL, {"username": "alice", "password": "guess"}, format="json", REMOTE_ADDR="10.0.0.1")
-    refused = client.post(TOKEN_URL, {"username": "alice", "password": PASSWORD}, format="json",
-                          REMOTE_ADDR="10.0.0.1")
+    refused = client.post(
+        TOKEN_URL, {"username": "alice", "password": PASSWORD}, format="json", REMOTE_ADDR="10.0.0.1"
+    )
     assert refused.status_code == 429
     # a forged X-Forwarded-For does not reset the count (NUM_PROXIES=0: the peer address counts)
-    forged = client.post(TOKEN_URL, {"username": "alice", "password": PASSWORD}, format="json",
-                         REMOTE_ADDR="10.0.0.1", HTTP_X_FORWARDED_FOR="192.0.2.7")
+    forged = client.post(
+        TOKEN_URL,
+        {"username": "alice", "password": PASSWORD},
+        format="json",
+        REMOTE_ADDR="10.0.0.1",
+        HTTP_X_FORWARDED_FOR="192.0.2.7",
+    )
     assert forged.status_code == 429
-    other = client.post(TOKEN_URL, {"username": "alice", "password": PASSWORD}, format="json", REMOTE_ADDR="10.0.0.2")
+    other = client.post(
+        TOKEN_URL, {"username": "alice", "password": PASSWORD}, format="json", REMOTE_ADDR="10.0.0.2"
+    )
     assert other.status_code == 200
 
 
@@ -124,7 +145,11 @@ def test_delete_revokes_the_callers_token(alice, alice_token, bob_token):
     assert_error_shape(response, 401, "invalid_token")
     assert response.json()["message"] == "Invalid or revoked API token."
     # a new login gives a new token
-    new = APIClient().post(TOKEN_URL, {"username": "alice", "password": PASSWORD}, format="json").json()["token"]
+    new = (
+        APIClient()
+        .post(TOKEN_URL, {"username": "alice", "password": PASSWORD}, format="json")
+        .json()["token"]
+    )
     assert new != alice_token
 
 
@@ -142,6 +167,7 @@ def test_drf_create_token_command(alice):
 
 
 # --- authentication ---------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("scheme", ["Token", "Bearer", "bearer"])
 def test_token_accepted_in_both_header_forms(alice_token, scheme):
@@ -177,6 +203,7 @@ def test_session_callers_need_csrf_for_writes(alice):
 
 # --- profile ----------------------------------------------------------------------------------
 
+
 def test_profile_shows_hint_never_the_key(alice, alice_token):
     response = client_with(alice_token).get(PROFILE_URL)
     body = response.json()
@@ -190,7 +217,12 @@ def test_profile_shows_hint_never_the_key(alice, alice_token):
 
 def test_another_users_token_sees_only_its_own_profile(alice, bob_token):
     body = client_with(bob_token).get(PROFILE_URL).json()
-    assert body == {**body, "openai_api_key_set": False, "openai_api_key_hint": None, "openai_organization_id": None}
+    assert body == {
+        **body,
+        "openai_api_key_set": False,
+        "openai_api_key_hint": None,
+        "openai_organization_id": None,
+    }
 
 
 def test_patch_changes_only_the_callers_profile(alice, bob, bob_token):
@@ -203,7 +235,10 @@ def test_patch_changes_only_the_callers_profile(alice, bob, bob_token):
 
 def test_patch_sets_key_and_organization_and_never_returns_the_key(bob, bob_token):
     response = client_with(bob_token).patch(
-        PROFILE_URL, {"openai_api_key": f"  {NEW_KEY}\n", "openai_organization_id": "org-bob42"}, format="json")
+        PROFILE_URL,
+        {"openai_api_key": f"  {NEW_KEY}\n", "openai_organization_id": "org-bob42"},
+        format="json",
+    )
     body = response.json()
     assert NEW_KEY not in response.content.decode()
     assert "openai_api_key" not in body
@@ -214,8 +249,11 @@ def test_patch_sets_key_and_organization_and_never_returns_the_key(bob, bob_toke
 
 @pytest.mark.parametrize("cleared", ["", None])
 def test_empty_or_null_clears(alice, alice_token, cleared):
-    body = client_with(alice_token).patch(
-        PROFILE_URL, {"openai_api_key": cleared, "openai_organization_id": cleared}, format="json").json()
+    body = (
+        client_with(alice_token)
+        .patch(PROFILE_URL, {"openai_api_key": cleared, "openai_organization_id": cleared}, format="json")
+        .json()
+    )
     assert body["openai_api_key_set"] is False
     assert body["openai_api_key_hint"] is None
     assert body["openai_organization_id"] is None
@@ -224,7 +262,11 @@ def test_empty_or_null_clears(alice, alice_token, cleared):
 
 
 def test_patch_without_the_key_field_keeps_the_key(alice, alice_token):
-    body = client_with(alice_token).patch(PROFILE_URL, {"openai_organization_id": "org-new"}, format="json").json()
+    body = (
+        client_with(alice_token)
+        .patch(PROFILE_URL, {"openai_organization_id": "org-new"}, format="json")
+        .json()
+    )
     assert body["openai_api_key_set"] is True
     assert profile_openai_credentials(profile=Profile.objects.get(user=alice)).api_key == ALICE_KEY
 
@@ -270,6 +312,7 @@ def test_methods_not_offered_are_405_in_the_json_shape(alice_token):
 
 # --- schema and docs --------------------------------------------------------------------------
 
+
 def test_schema_is_valid_and_documents_every_endpoint(transactional_db):
     from drf_spectacular.validation import validate_schema
 
@@ -278,7 +321,8 @@ def test_schema_is_valid_and_documents_every_endpoint(transactional_db):
     schema = response.json()
     validate_schema(schema)
     assert {"/api/profile/", "/api/token/", "/v1/chat/completions", "/v1/models", "/api/chat/openai"} <= set(
-        schema["paths"])
+        schema["paths"]
+    )
     assert {"patch", "get"} <= set(schema["paths"]["/api/profile/"])
     assert {"post", "delete"} <= set(schema["paths"]["/api/token/"])
     schemes = schema["components"]["securitySchemes"]

@@ -29,8 +29,9 @@ def make_user(username: str, *, api_key: str | None = None):
 
 
 def stored_tokens() -> dict[str, str]:
-    return dict(Profile.objects.annotate(raw=Cast("openai_api_key", TextField()))
-                .values_list("user__username", "raw"))
+    return dict(
+        Profile.objects.annotate(raw=Cast("openai_api_key", TextField())).values_list("user__username", "raw")
+    )
 
 
 def rotate(*args: str) -> tuple[str, str]:
@@ -68,7 +69,9 @@ def test_rotates_every_key_to_the_newest(profiles_under_old_key, settings):
         assert key not in out + err
 
     settings.PROFILE_ENCRYPTION_KEYS = [NEW]  # the old key can go now
-    assert {p.user.username: p.openai_api_key for p in Profile.objects.filter(user__username__in=KEYS)} == KEYS
+    assert {
+        p.user.username: p.openai_api_key for p in Profile.objects.filter(user__username__in=KEYS)
+    } == KEYS
 
 
 def test_reports_progress_per_batch_in_id_order(profiles_under_old_key):

@@ -51,8 +51,9 @@ async def test_credentials_never_show_the_key_even_in_a_traceback(alice):
 @pytest.mark.django_db(transaction=True)
 async def test_upstream_messages_quoting_the_key_are_redacted(fake_openai, alice_token, caplog):
     caplog.set_level(logging.DEBUG)
-    fake_openai.scenario = Scenario(status=400, error={"message": f"Bad request with key {ALICE_KEY}.",
-                                                       "type": "invalid_request_error"})
+    fake_openai.scenario = Scenario(
+        status=400, error={"message": f"Bad request with key {ALICE_KEY}.", "type": "invalid_request_error"}
+    )
     response, content = await post_chat(AsyncClient(), chat_body(), token=alice_token)
     assert response.status_code == 400
     assert ALICE_KEY.encode() not in content
@@ -86,10 +87,29 @@ def test_a_planted_leak_fails_the_run(tmp_path):
     planted = tmp_path / "test_planted.py"
     planted.write_text(PLANTED_TESTS)
     run = subprocess.run(
-        [sys.executable, "-m", "pytest", "-p", "tests.leakcheck", "-p", "no:cacheprovider",
-         "-c", str(ROOT / "pyproject.toml"), "--rootdir", str(ROOT), "-q", str(planted)],
-        cwd=ROOT, capture_output=True, text=True, timeout=120,
-        env={**os.environ, "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}"},  # not the outer run's database
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-p",
+            "tests.leakcheck",
+            "-p",
+            "no:cacheprovider",
+            "-c",
+            str(ROOT / "pyproject.toml"),
+            "--rootdir",
+            str(ROOT),
+            "-q",
+            str(planted),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={
+            **os.environ,
+            "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}",
+        },  # not the outer run's database
     )
     output = run.stdout + run.stderr
     assert "2 passed" in output, output
@@ -102,11 +122,29 @@ def test_a_planted_leak_fails_the_run(tmp_path):
 
 def test_a_clean_run_passes(tmp_path):
     clean = tmp_path / "test_clean.py"
-    clean.write_text("import logging\n\ndef test_quiet():\n    logging.getLogger('chat').warning('nothing secret')\n")
+    clean.write_text(
+        "import logging\n\ndef test_quiet():\n    logging.getLogger('chat').warning('nothing secret')\n"
+    )
     run = subprocess.run(
-        [sys.executable, "-m", "pytest", "-p", "tests.leakcheck", "-p", "no:cacheprovider",
-         "-c", str(ROOT / "pyproject.toml"), "--rootdir", str(ROOT), "-q", str(clean)],
-        cwd=ROOT, capture_output=True, text=True, timeout=120,
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-p",
+            "tests.leakcheck",
+            "-p",
+            "no:cacheprovider",
+            "-c",
+            str(ROOT / "pyproject.toml"),
+            "--rootdir",
+            str(ROOT),
+            "-q",
+            str(clean),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert run.returncode == 0, run.stdout + run.stderr
     assert "secret leak check: clean" in run.stdout

@@ -51,7 +51,9 @@ def pooled_client() -> openai.AsyncOpenAI:
             max_retries=0,  # retries are ours: only before streaming, never for quota errors
             http_client=openai.DefaultAioHttpClient(
                 timeout=_timeout(),
-                limits=httpx2.Limits(max_connections=settings.OPENAI_MAX_CONNECTIONS, max_keepalive_connections=200),
+                limits=httpx2.Limits(
+                    max_connections=settings.OPENAI_MAX_CONNECTIONS, max_keepalive_connections=200
+                ),
             ),
         )
         per_loop[base_url] = client
@@ -83,7 +85,9 @@ async def with_retries(
             return await send()
         except openai.APIError as exc:
             retryable = isinstance(exc, openai.APIConnectionError) and not is_timeout(exc)
-            retryable = retryable or (isinstance(exc, openai.APIStatusError) and exc.status_code in RETRY_STATUSES)
+            retryable = retryable or (
+                isinstance(exc, openai.APIStatusError) and exc.status_code in RETRY_STATUSES
+            )
             if retryable and attempt < settings.OPENAI_MAX_RETRIES:
                 attempt += 1
                 await asyncio.sleep(RETRY_BASE_DELAY * 2 ** (attempt - 1))
@@ -119,7 +123,8 @@ async def get_models(*, credentials: OpenAICredentials) -> UpstreamReply:
     models = pooled_client().models.with_streaming_response
     async with AsyncExitStack() as stack:
         response = await with_retries(
-            lambda: stack.enter_async_context(models.list(**request_options(credentials))), credentials)
+            lambda: stack.enter_async_context(models.list(**request_options(credentials))), credentials
+        )
         return await read_reply(response)
 
 
@@ -127,4 +132,3 @@ async def aclose_pooled_clients() -> None:
     """Close the running loop's clients (tests and shutdown hooks; uvicorn workers just exit)."""
     for client in _clients.pop(asyncio.get_running_loop(), {}).values():
         await client.close()
-

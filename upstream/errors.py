@@ -47,21 +47,34 @@ def map_upstream_error(exc: openai.APIError, *, credentials: OpenAICredentials |
     code, upstream_message = _upstream_error_fields(exc)
     if status == 401:
         # OpenAI's message quotes part of the key: never pass it on.
-        return ApiError(400, "openai_api_key_invalid",
-                        "OpenAI API Key is incorrect. Please fix it in your profile settings.")
+        return ApiError(
+            400,
+            "openai_api_key_invalid",
+            "OpenAI API Key is incorrect. Please fix it in your profile settings.",
+        )
     if status == 403:
-        return ApiError(400, "openai_permission_denied",
-                        "OpenAI refused this key for the organization or project it was used with. "
-                        "Check the organization ID (or leave it empty) in your profile settings.")
+        return ApiError(
+            400,
+            "openai_permission_denied",
+            "OpenAI refused this key for the organization or project it was used with. "
+            "Check the organization ID (or leave it empty) in your profile settings.",
+        )
     if status == 429 and code == "insufficient_quota":
-        return ApiError(429, "openai_quota_exceeded",
-                        "Your OpenAI account has run out of quota. Check your plan and billing details at "
-                        "https://platform.openai.com/account/billing, or use another key in your profile settings.")
+        return ApiError(
+            429,
+            "openai_quota_exceeded",
+            "Your OpenAI account has run out of quota. Check your plan and billing details at "
+            "https://platform.openai.com/account/billing, or use another key in your profile settings.",
+        )
     if status == 429:
         retry_after = exc.response.headers.get("retry-after")
         wait = f" Try again in {retry_after} seconds." if retry_after else " Try again shortly."
-        return ApiError(429, "openai_rate_limited", "OpenAI rate limit reached for your key." + wait,
-                        headers={"Retry-After": retry_after} if retry_after else {})
+        return ApiError(
+            429,
+            "openai_rate_limited",
+            "OpenAI rate limit reached for your key." + wait,
+            headers={"Retry-After": retry_after} if retry_after else {},
+        )
     if status == 404:
         detail = redact(upstream_message, credentials=credentials) or "The model was not found."
         return ApiError(400, "openai_model_not_found", f"Model not available with your key: {detail}")
@@ -75,7 +88,14 @@ def map_upstream_error(exc: openai.APIError, *, credentials: OpenAICredentials |
 def broken_off(exc: BaseException) -> ApiError:
     """The upstream failed after its response began (mid-body or mid-stream)."""
     if isinstance(exc, (httpx2.TimeoutException, TimeoutError)):  # through the SDK, or from aiohttp directly
-        return ApiError(504, "openai_timeout", f"OpenAI stopped sending the answer (nothing for "
-                        f"{settings.OPENAI_TIMEOUT:g} seconds). Please try again.")
-    return ApiError(502, "openai_interrupted", "The answer from OpenAI broke off before it was complete. "
-                    "Please try again.")
+        return ApiError(
+            504,
+            "openai_timeout",
+            f"OpenAI stopped sending the answer (nothing for "
+            f"{settings.OPENAI_TIMEOUT:g} seconds). Please try again.",
+        )
+    return ApiError(
+        502,
+        "openai_interrupted",
+        "The answer from OpenAI broke off before it was complete. Please try again.",
+    )

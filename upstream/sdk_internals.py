@@ -44,7 +44,10 @@ def network_body(response: openai.AsyncAPIResponse[Any]) -> NetworkBody | None:
     http_response = response.http_response
     stream = getattr(http_response.stream, "_stream", None)  # httpx2's BoundAsyncStream wraps the transport's
     aiohttp_response = getattr(stream, "_aiohttp_response", None)
-    if not isinstance(aiohttp_response, aiohttp.ClientResponse) or "content-encoding" in http_response.headers:
+    if (
+        not isinstance(aiohttp_response, aiohttp.ClientResponse)
+        or "content-encoding" in http_response.headers
+    ):
         return None
 
     async def aclose() -> None:

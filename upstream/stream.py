@@ -68,7 +68,8 @@ class UpstreamStream:
             # (2.7 ms for a 21-message conversation), and `model` alone ~80 µs: its annotation, a
             # Literal of ~90 model names, is hashed over and over.
             return sdk.enter_async_context(
-                completions.create(model=openai.omit, messages=openai.omit, extra_body=params, **options))
+                completions.create(model=openai.omit, messages=openai.omit, extra_body=params, **options)
+            )
 
         response = await with_retries(send, credentials)
         self.status_code = response.http_response.status_code

@@ -36,17 +36,25 @@ class Tally:
     unreadable: list[tuple[int, str]] = field(default_factory=list)  # (profile id, username)
 
     def line(self) -> str:
-        return (f"rotated {self.rotated}, already current {self.current}, empty {self.empty}, "
-                f"unreadable {len(self.unreadable)}, changed meanwhile {self.changed}")
+        return (
+            f"rotated {self.rotated}, already current {self.current}, empty {self.empty}, "
+            f"unreadable {len(self.unreadable)}, changed meanwhile {self.changed}"
+        )
 
 
 class Command(BaseCommand):
     help = "Re-encrypt every stored OpenAI key with the newest PROFILE_ENCRYPTION_KEYS key (resumable)."
 
     def add_arguments(self, parser: Any) -> None:
-        parser.add_argument("--batch-size", type=int, default=500, help="profiles per transaction (default 500)")
-        parser.add_argument("--after-id", type=int, default=0,
-                            help="resume: start after this profile id (the last one a previous run reported)")
+        parser.add_argument(
+            "--batch-size", type=int, default=500, help="profiles per transaction (default 500)"
+        )
+        parser.add_argument(
+            "--after-id",
+            type=int,
+            default=0,
+            help="resume: start after this profile id (the last one a previous run reported)",
+        )
         parser.add_argument("--dry-run", action="store_true", help="count what would change, write nothing")
 
     def handle(self, *args: Any, batch_size: int, after_id: int, dry_run: bool, **options: Any) -> None:
@@ -66,8 +74,10 @@ class Command(BaseCommand):
         last_id = after_id
         while True:
             batch = list(
-                Profile.objects.filter(pk__gt=last_id).order_by("pk")
-                .annotate(stored=STORED).values_list("pk", "user__username", "stored")[:batch_size]
+                Profile.objects.filter(pk__gt=last_id)
+                .order_by("pk")
+                .annotate(stored=STORED)
+                .values_list("pk", "user__username", "stored")[:batch_size]
             )
             if not batch:
                 break
@@ -88,8 +98,9 @@ class Command(BaseCommand):
                 self.stderr.write(f"  profile id {pk} (user {username})")
 
     @staticmethod
-    def _rotate_one(pk: int, username: str, stored: str | None, newest: Fernet | None, tally: Tally,
-                    dry_run: bool) -> None:
+    def _rotate_one(
+        pk: int, username: str, stored: str | None, newest: Fernet | None, tally: Tally, dry_run: bool
+    ) -> None:
         if not stored:
             tally.empty += 1
             return
@@ -111,8 +122,11 @@ class Command(BaseCommand):
             tally.rotated += 1
             return
         # Only if the row still holds what we read: a key saved meanwhile is newer than ours.
-        written = (Profile.objects.annotate(stored=STORED).filter(pk=pk, stored=stored)
-                   .update(openai_api_key=Value(rotated, output_field=TextField())))
+        written = (
+            Profile.objects.annotate(stored=STORED)
+            .filter(pk=pk, stored=stored)
+            .update(openai_api_key=Value(rotated, output_field=TextField()))
+        )
         if written:
             tally.rotated += 1
         else:
