@@ -1,6 +1,8 @@
 # The front door: `make run`, `make test`, `make bench`.
 # PYTHON may be given (make PYTHON=/path/to/python3.12 run); otherwise the first Python >= 3.12
 # found on PATH, then under pyenv, builds .venv.
+# .venv is installed from requirements.lock (exact versions, with hashes; pip only). `make lock`
+# re-resolves it from pyproject.toml on purpose, newest versions allowed (uv, in .venv for that only).
 SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -14,17 +16,36 @@ find_python = for p in python3.14 python3.13 python3.12 python3 python \
 
 PYTHON ?= $(shell $(find_python))
 
-.DEFAULT_GOAL := run
-.PHONY: run test bench bench-capacity profile soak lint migrate install clean
+LOCK := requirements.lock
+# `make lock` upgrades everything; LOCK_ARGS= keeps today's pins and only adds what pyproject.toml
+# now asks for; LOCK_ARGS='--upgrade-package django' upgrades one.
+LOCK_ARGS ?= --upgrade
 
-$(VENV)/.installed: pyproject.toml
+.DEFAULT_GOAL := run
+.PHONY: run test test-fast bench bench-capacity profile soak lint lock migrate install clean
+
+$(PY):
 	@test -n "$(PYTHON)" || (echo "no Python >= 3.12 found; pass PYTHON=..." >&2; exit 1)
-	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[test,bench]'
+	$(PYTHON) -m venv $(VENV)
+
+# Everything (pip and setuptools included) from the lock, checked against its hashes; then the project
+# itself, editable, resolving nothing. pip check: the lock has everything pyproject.toml asks for.
+$(VENV)/.installed: $(LOCK) pyproject.toml | $(PY)
+	$(PY) -m pip install -q --require-hashes --no-deps -r $(LOCK)
+	PYTHONWARNINGS=ignore $(PY) -m pip install -q --no-deps --no-build-isolation -e .
+	@$(PY) -m pip check >/dev/null || { $(PY) -m pip check; \
+	  echo "$(LOCK) lacks what pyproject.toml asks for: make lock LOCK_ARGS=" >&2; exit 1; }
 	touch $@
 
 install: $(VENV)/.installed
+
+# Every extra (test, bench, lint), for every platform and Python >= 3.12, with hashes. setuptools
+# (the build backend) and pip are locked too: installs use them from the lock, not from the index.
+lock: | $(PY)
+	$(PY) -m pip install -q uv
+	printf 'setuptools>=69\npip\n' | UV_PYTHON_DOWNLOADS=never $(VENV)/bin/uv pip compile \
+	  pyproject.toml - --universal --generate-hashes --all-extras --python $(PY) \
+	  --custom-compile-command 'make lock' --quiet $(LOCK_ARGS) -o $(LOCK)
 
 migrate: install
 	$(PY) manage.py migrate --noinput
@@ -35,9 +56,14 @@ run: migrate
 	$(VENV)/bin/uvicorn chatproject.asgi:application --host 127.0.0.1 --port $(PORT) \
 	  --loop uvloop --http httptools --workers $(WORKERS) --no-access-log
 
+# Everything, browser tests included (they skip, and say so at the end, without Chromium).
 test: install
 	$(PY) manage.py makemigrations --check --dry-run -v0
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# Without the tests marked slow (1,000 streams, fuzzing, two workers, browser): under a minute.
+test-fast: install
+	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
 
 # Streaming benchmark (bench/stream_bench.py --help): the fake upstream vs /api/chat/openai vs /v1,
 # 1 stream, 100 concurrent and 1,000 concurrent; prints one table with the targets. A few minutes.
@@ -58,8 +84,14 @@ profile: install
 soak: install
 	$(PY) bench/soak.py $(SOAK_ARGS)
 
+# ruff (lint and format check, everything) and mypy (the application packages: [tool.mypy] in
+# pyproject.toml). All three run; any finding fails the target.
 lint: install
-	$(PY) -m ruff check . || true
+	@status=0; \
+	(set -x; $(VENV)/bin/ruff check .) || status=1; \
+	(set -x; $(VENV)/bin/ruff format --check .) || status=1; \
+	(set -x; $(PY) -m mypy) || status=1; \
+	exit $$status
 
 clean:
 	rm -rf $(VENV) staticfiles
