@@ -11,11 +11,17 @@ The safety net: Django abandons a response body without closing it when the clie
 wrong moment (mid-send it closes only its own wrapper around the body; while the response head is
 being sent it drops the response). Each stream opened while serving a request is registered for
 that request, and `closing_abandoned_streams` (around the ASGI app) closes whatever is still open
-when the request is over (tests/test_limits.py shows both cases).
+when the request is over (tests/test_limits.py shows the case the owner cannot see).
+
+What a stream did is kept on it as it goes (`record`: timings, how it ended, the upstream's usage
+figures), filled in by the owner and the relay's transforms, and handed to the `when_closed`
+callbacks once everything is closed: that is where usage records and saved answers hang off, so
+no endpoint has to track a stream's end itself.
 """
 
 import asyncio
 import logging
+import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from contextlib import AsyncExitStack
 from contextvars import ContextVar
@@ -25,26 +31,41 @@ import aiohttp
 import httpx2
 import openai
 
-from .client import UpstreamReply, pooled_client, request_options, with_retries
+from .client import UpstreamReply, client_for, request_options, with_retries
 from .credentials import OpenAICredentials
 from .errors import broken_off
 from .limits import acquire_stream_slot
+from .record import CLIENT_GONE, COMPLETE, STOPPED, UPSTREAM_ERROR, StreamRecord
 from .sdk_internals import network_body
 
 logger = logging.getLogger(__name__)
 
-Transform = Callable[[AsyncIterator[bytes]], AsyncIterator[bytes]]
+# A relay transform (relay.py): the body's network reads in, what the client gets out; it notes in the
+# record what it sees (usage, how much text).
+Transform = Callable[[AsyncIterator[bytes], StreamRecord], AsyncIterator[bytes]]
 
 
 class UpstreamStream:
     """An open upstream call and everything it holds. Iterate it (after relay()) or read_reply() it."""
 
-    __slots__ = ("_closed", "_out", "_stack", "chunks", "headers", "log_context", "status_code")
+    __slots__ = (
+        "_callbacks",
+        "_closed",
+        "_out",
+        "_stack",
+        "chunks",
+        "headers",
+        "log_context",
+        "record",
+        "status_code",
+    )
 
     def __init__(self, log_context: str) -> None:
         self._stack = AsyncExitStack()  # closed last to first: the upstream response, then the slot
         self._out: AsyncIterator[bytes] | None = None
         self._closed = False
+        self._callbacks: list[Callable[[StreamRecord], None]] = []
+        self.record = StreamRecord()
         self.log_context = log_context
         self.chunks: AsyncIterator[bytes]  # the body's network reads, each whole
         self.status_code = 0
@@ -56,7 +77,8 @@ class UpstreamStream:
     async def _open(self, *, user_id: int, credentials: OpenAICredentials, params: dict[str, Any]) -> None:
         slot = await acquire_stream_slot(user_id=user_id)  # 429 past the per-user cap
         self._stack.push_async_callback(slot.release)
-        completions = pooled_client().chat.completions.with_streaming_response
+        client = await self._stack.enter_async_context(client_for(credentials))  # where the key goes
+        completions = client.chat.completions.with_streaming_response
         options = request_options(credentials)
         sdk = AsyncExitStack()
         self._stack.push_async_exit(sdk)
@@ -71,6 +93,7 @@ class UpstreamStream:
                 completions.create(model=openai.omit, messages=openai.omit, extra_body=params, **options)
             )
 
+        self.record.called_upstream = True
         response = await with_retries(send, credentials)
         self.status_code = response.http_response.status_code
         self.headers = response.http_response.headers
@@ -86,42 +109,78 @@ class UpstreamStream:
 
     def relay(self, transform: Transform) -> "UpstreamStream":
         """Relay the body through `transform` (relay.py): iterating the stream yields what it yields."""
-        self._out = transform(self.chunks)
+        self._out = transform(self.chunks, self.record)
         return self
 
     def __aiter__(self) -> "UpstreamStream":
         return self
 
+    def when_closed(self, callback: Callable[[StreamRecord], None]) -> None:
+        """Call `callback(record)` once the stream is closed, however it ended. It runs on the event
+        loop as the stream closes: anything slow (a database write) it must hand to a task of its own.
+        An exception in it is logged, never raised."""
+        self._callbacks.append(callback)
+
     async def __anext__(self) -> bytes:
         if self._out is None:
             raise TypeError("relay(transform) first")
         try:
-            return await anext(self._out)
+            chunk = await anext(self._out)
+        except StopAsyncIteration:
+            self._ended(COMPLETE)
+            await self.aclose()
+            raise
         except asyncio.CancelledError:
             logger.info("client went away; upstream stream cancelled %s", self.log_context)
+            self._ended(CLIENT_GONE)
             await self.aclose()
             raise
-        except BaseException:  # the end (StopAsyncIteration) or a failure
+        except BaseException:  # a failure (the relay has logged it)
+            self._ended(UPSTREAM_ERROR)
             await self.aclose()
             raise
+        if self.record.first_chunk is None:
+            self.record.first_chunk = time.monotonic()
+        return chunk
+
+    def _ended(self, outcome: str) -> None:
+        """Note how the stream ended, unless it already has (a transform, or stop(), said first)."""
+        if not self.record.outcome:
+            self.record.outcome = outcome
+
+    async def stop(self) -> None:
+        """End the stream on purpose (the user pressed Stop): the upstream request is cancelled, and
+        the record says `stopped`. Whoever is iterating the stream sees it end."""
+        self._ended(STOPPED)
+        await self.aclose()
 
     async def read_reply(self) -> UpstreamReply:
         """The whole body (a non-streamed answer). Raises ApiError if it breaks off."""
         try:
             content = b"".join([chunk async for chunk in self.chunks])
         except (aiohttp.ClientError, httpx2.HTTPError, TimeoutError) as exc:
+            self._ended(UPSTREAM_ERROR)
             raise broken_off(exc) from None
+        self.record.first_chunk = time.monotonic()
+        self._ended(COMPLETE)
         return UpstreamReply(self.status_code, self.headers, content)
 
     async def aclose(self) -> None:
         if self._closed:
             return
         self._closed = True
+        self._ended(CLIENT_GONE)  # closed before it ended: abandoned, or never read
+        self.record.ended = time.monotonic()
         try:
             if isinstance(self._out, AsyncGenerator):
                 await self._out.aclose()
         finally:
             await self._stack.aclose()
+            for callback in self._callbacks:
+                try:
+                    callback(self.record)
+                except Exception:
+                    logger.exception("a when_closed callback failed %s", self.log_context)
 
     async def __aenter__(self) -> "UpstreamStream":
         return self
@@ -131,14 +190,25 @@ class UpstreamStream:
 
 
 async def open_stream(
-    *, user_id: int, credentials: OpenAICredentials, params: dict[str, Any], log_context: str = ""
+    *,
+    user_id: int,
+    credentials: OpenAICredentials,
+    params: dict[str, Any],
+    log_context: str = "",
+    when_closed: Callable[[StreamRecord], None] | None = None,
 ) -> UpstreamStream:
     """POST /chat/completions for this user and wait for the response head. Raises ApiError
-    (too_many_streams, or the upstream's error); on success the caller owns the stream."""
+    (too_many_streams, or the upstream's error); on success the caller owns the stream.
+
+    `when_closed` (see UpstreamStream.when_closed) is called for a call that fails to open too.
+    """
     stream = UpstreamStream(log_context)
+    if when_closed is not None:
+        stream.when_closed(when_closed)
     try:
         await stream._open(user_id=user_id, credentials=credentials, params=params)
-    except BaseException:  # an upstream error, or the client left while we waited
+    except BaseException as exc:  # an upstream error, or the client left while we waited
+        stream._ended(CLIENT_GONE if isinstance(exc, asyncio.CancelledError) else UPSTREAM_ERROR)
         await stream.aclose()
         raise
     return stream
