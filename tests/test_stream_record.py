@@ -14,7 +14,6 @@ from upstream.limits import acquire_stream_slot
 from upstream.record import CLIENT_GONE, COMPLETE, STOPPED, UPSTREAM_ERROR, StreamRecord
 from upstream.stream import open_stream
 
-
 CREDENTIALS = OpenAICredentials(api_key=ALICE_KEY, organization=None)
 PARAMS = {"model": "gpt-4o-mini", "stream": True, "messages": [{"role": "user", "content": "hi"}]}
 
