@@ -51,7 +51,9 @@ migrate: install
 	$(PY) manage.py migrate --noinput
 
 # The ASGI app under uvicorn (uvloop + httptools), SQLite unless DATABASE_URL says otherwise.
+# The first run writes .env with fresh secrets (chatproject/first_run.py; never over an existing one).
 run: migrate
+	@$(PY) -m chatproject.first_run
 	$(PY) manage.py collectstatic --noinput -v0
 	$(VENV)/bin/uvicorn chatproject.asgi:application --host 127.0.0.1 --port $(PORT) \
 	  --loop uvloop --http httptools --workers $(WORKERS) --no-access-log

@@ -7,6 +7,7 @@ server's, not the client's: per read it only counts bytes and keeps the last few
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import os
 import resource
@@ -235,10 +236,8 @@ class Sampler:
     async def stop(self) -> None:
         if self._task is not None:
             self._task.cancel()
-            try:
+            with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-            except asyncio.CancelledError:
-                pass
 
     def peak(self) -> int | None:
         return max((rss for rss, _ in self.samples), default=None)
@@ -260,7 +259,15 @@ class Target:
     headers: list[dict[str, str]]  # stream i sends headers[i % len(headers)] (one user per stream)
     body: bytes
     expect_tail: bytes | None = None  # the body must end with this...
-    expect_length: int | None = None  # ...or be exactly this long
+    expect_length: int | None = None  # ...or be exactly this long...
+    expect_near_end: bytes | None = None  # ...or hold this in its last TAIL_NEAR_END bytes
+    urls: list[str] | None = None  # stream i posts to urls[i % len(urls)] instead of url (its user's)
+
+    def url_for(self, index: int) -> str:
+        return self.urls[index % len(self.urls)] if self.urls else self.url
+
+
+TAIL_NEAR_END = 512  # the conversation path's `done` event names its status ~300 bytes from the end
 
 
 @dataclass
@@ -308,7 +315,7 @@ async def one_stream(
     opened = False
     try:
         async with session.post(
-            target.url, data=target.body, headers=target.headers[index % len(target.headers)]
+            target.url_for(index), data=target.body, headers=target.headers[index % len(target.headers)]
         ) as resp:
             if counter is not None:
                 counter.up()
@@ -317,6 +324,7 @@ async def one_stream(
                 result.error = f"HTTP {resp.status}: {(await resp.read())[:200]!r}"
                 return result
             tail = b""
+            keep = TAIL_NEAR_END if target.expect_near_end is not None else 32
             async for chunk in resp.content.iter_any():
                 if not result.reads:
                     result.first_byte = clock() - start
@@ -326,12 +334,14 @@ async def one_stream(
                         return result
                 result.reads += 1
                 result.nbytes += len(chunk)
-                tail = (tail + chunk)[-32:]
+                tail = (tail + chunk)[-keep:]
             result.total = clock() - start
             if target.expect_tail is not None and not tail.endswith(target.expect_tail):
                 result.error = f"incomplete body (ends {tail!r})"
             elif target.expect_length is not None and result.nbytes != target.expect_length:
                 result.error = f"incomplete body ({result.nbytes} of {target.expect_length} bytes)"
+            elif target.expect_near_end is not None and target.expect_near_end not in tail:
+                result.error = f"incomplete body (ends {tail[-120:]!r})"
             else:
                 result.ok = True
     except (TimeoutError, aiohttp.ClientError, OSError) as exc:
@@ -374,10 +384,8 @@ def package_versions() -> str:
 
     parts = []
     for name in ("django", "uvicorn", "uvloop", "httptools", "aiohttp", "openai"):
-        try:
+        with contextlib.suppress(PackageNotFoundError):
             parts.append(f"{name} {version(name)}")
-        except PackageNotFoundError:
-            pass
     return ", ".join(parts)
 
 

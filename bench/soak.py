@@ -11,8 +11,8 @@ a random point. --warm-up seconds of that load come first (not counted), then --
 
 Prints: requests served by outcome, errors by kind, upstream streams left open after the run
 (leaked: must be 0) and the app's connections, and memory (RSS of the app's process tree when the
-measured run starts, every --sample-every seconds, and at the end). Exit status 1 if anything leaked or a request
-failed in a way that was not injected.
+measured run starts, every --sample-every seconds, and at the end). Exit status 1 if anything leaked or
+a request failed in a way that was not injected.
 
     make soak                                         # 180 s, 200 streams
     make soak SOAK_ARGS="--duration 30 --streams 50"  # a short run
@@ -178,9 +178,11 @@ class Soak:
 
 
 async def fake_stats(fake_port: int) -> dict[str, int]:
-    async with aiohttp.ClientSession() as session:
-        async with session.get(f"http://127.0.0.1:{fake_port}/_fake/stats") as resp:
-            return await resp.json()
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(f"http://127.0.0.1:{fake_port}/_fake/stats") as resp,
+    ):
+        return await resp.json()
 
 
 def connections(app: Proc, port: int, *, remote: bool) -> int:
@@ -211,9 +213,10 @@ async def main() -> int:
     )
     users = args.streams
     print(
-        f"soak: {args.duration:g} s (+{args.warm_up:g} s warm-up), {args.streams} concurrent streams ({args.chunks} chunks x "
-        f"{args.gap_ms:g} ms), {args.workers} workers, {args.disconnect_rate:.0%} cut by clients, "
-        f"{args.fail_rate:.0%} failed upstream\n  database: {db_note}\n  stream cap: {redis_note}",
+        f"soak: {args.duration:g} s (+{args.warm_up:g} s warm-up), {args.streams} concurrent streams "
+        f"({args.chunks} chunks x {args.gap_ms:g} ms), {args.workers} workers, "
+        f"{args.disconnect_rate:.0%} cut by clients, {args.fail_rate:.0%} failed upstream\n"
+        f"  database: {db_note}\n  stream cap: {redis_note}",
         flush=True,
     )
     tokens = create_users(env, users, OPENAI_KEY)
@@ -314,8 +317,8 @@ async def main() -> int:
     )
     growth = rss_end - rss_start
     print(
-        f"memory (RSS of the app's {len(app.tree())} processes, after {args.warm_up:g} s of warm-up at full load): "
-        f"start {rss_start / MIB:.1f} MiB, end "
+        f"memory (RSS of the app's {len(app.tree())} processes, after {args.warm_up:g} s of warm-up "
+        f"at full load): start {rss_start / MIB:.1f} MiB, end "
         f"{rss_end / MIB:.1f} MiB, growth {growth / MIB:+.1f} MiB ({growth / rss_start:+.1%})"
     )
     print("  samples: " + ", ".join(f"{t:.0f} s {rss / MIB:.0f} MiB" for t, rss in samples))

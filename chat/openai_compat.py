@@ -17,19 +17,23 @@ from typing import Any
 
 import orjson
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
+from django.http.response import HttpResponseBase
 from django.views.decorators.csrf import csrf_exempt
 
 from core.errors import ApiError
 from core.http import STREAM_HEADERS, parse_json_body, read_body, require_method
 from core.openai_errors import openai_error_object, openai_error_response
-from profiles.auth import authenticate
+from profiles.auth import authenticate, authenticated_token_id
 from profiles.models import Profile
-from profiles.services import profile_api_credentials
+from profiles.services import aprofile_api_credentials
 from upstream import client as upstream
 from upstream import relay
 from upstream.client import UpstreamReply
 from upstream.errors import broken_off
 from upstream.stream import open_stream
+from usage.budgets import budget_check
+from usage.models import V1
+from usage.recording import ask_for_usage, recorder
 
 from .model_rules import apply_model_rules
 
@@ -44,7 +48,7 @@ PASSED_HEADER_PREFIXES = ("x-request-id", "x-ratelimit-", "openai-processing-ms"
 
 
 @csrf_exempt  # token callers have no CSRF cookie; authenticate() enforces CSRF for session callers
-async def chat_completions(request: HttpRequest) -> HttpResponse:
+async def chat_completions(request: HttpRequest) -> HttpResponseBase:
     try:
         require_method(request, "POST")
         return await _chat_completions(request)
@@ -57,7 +61,8 @@ async def models(request: HttpRequest) -> HttpResponse:
     try:
         require_method(request, "GET")
         _, profile = await _authenticate(request)
-        return _passthrough(await upstream.get_models(credentials=profile_api_credentials(profile=profile)))
+        credentials = await aprofile_api_credentials(profile=profile)
+        return _passthrough(await upstream.get_models(credentials=credentials))
     except ApiError as error:
         return openai_error_response(request, error)
 
@@ -76,23 +81,48 @@ async def unknown_endpoint(request: HttpRequest, path: str) -> HttpResponse:
     )
 
 
-async def _chat_completions(request: HttpRequest) -> HttpResponse:
+async def _chat_completions(request: HttpRequest) -> HttpResponseBase:
     user, profile = await _authenticate(request)
     params = apply_model_rules(_completion_params(parse_json_body(read_body(request))))
-    credentials = profile_api_credentials(profile=profile)
+    credentials = await aprofile_api_credentials(profile=profile)  # own key, else the team key
     log_context = f"(/v1, user {user.pk}, model {params['model']})"
+    await budget_check(request=request, user_id=user.pk)  # 429 past the user's monthly budget
+    # Usage figures are asked for on every streamed call; if the caller did not ask for them, the
+    # relay takes them out again (strip_usage), so what the caller receives is what it asked for.
+    caller_asked_for_usage = ask_for_usage(params)
+    record_usage = recorder(
+        user_id=user.pk,
+        entry_point=V1,
+        model=params["model"],
+        messages=params["messages"],
+        api_token_id=authenticated_token_id(request),
+        key_source=credentials.source,
+    )
     # The per-user cap (429 past it) counts non-streaming calls too: they hold an upstream request as long.
     stream = await open_stream(
-        user_id=user.pk, credentials=credentials, params=params, log_context=log_context
+        user_id=user.pk,
+        credentials=credentials,
+        params=params,
+        log_context=log_context,
+        when_closed=record_usage,
     )
     if params.get("stream") is not True:
         async with stream:
-            return _passthrough(await stream.read_reply())
+            reply = await stream.read_reply()
+            stream.record.usage = relay.usage_of_reply(reply.content)  # recorded as the stream closes
+            return _passthrough(reply)
 
     def error_event(exc: Exception) -> bytes:
         return b"data: " + orjson.dumps({"error": openai_error_object(request, broken_off(exc))}) + b"\n\n"
 
-    body = stream.relay(partial(relay.sse_passthrough, error_event=error_event, log_context=log_context))
+    body = stream.relay(
+        partial(
+            relay.sse_passthrough,
+            error_event=error_event,
+            strip_usage=not caller_asked_for_usage,
+            log_context=log_context,
+        )
+    )
     out = StreamingHttpResponse(body, content_type="text/event-stream", headers=STREAM_HEADERS)
     _copy_headers(stream.headers, out)
     return out
@@ -146,7 +176,7 @@ def _passthrough(reply: UpstreamReply) -> HttpResponse:
     return out
 
 
-def _copy_headers(headers: Any, out: HttpResponse) -> None:
+def _copy_headers(headers: Any, out: HttpResponseBase) -> None:
     for name, value in headers.items():
         if name.lower().startswith(PASSED_HEADER_PREFIXES):
             out[name] = value

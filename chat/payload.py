@@ -68,7 +68,7 @@ def validate_chat_request(body: Any) -> ChatRequest:
         ):
             errors["chatSettings.temperature"] = "Must be a number from 0 to 2."
 
-    messages = body.get("messages")
+    messages: Any = body.get("messages")
     if not isinstance(messages, list) or not messages:
         errors["messages"] = "Required: a non-empty list of messages."
     elif len(messages) > MAX_MESSAGES:

@@ -5,22 +5,26 @@ Reads forward: auth -> payload -> the user's key -> model rules -> upstream stre
 
 from functools import partial
 
-from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
+from django.http import HttpRequest, StreamingHttpResponse
+from django.http.response import HttpResponseBase
 from django.views.decorators.csrf import csrf_exempt
 
 from core.errors import ApiError, error_response
 from core.http import STREAM_HEADERS, parse_json_body, read_body, require_method
-from profiles.auth import authenticate
-from profiles.services import profile_api_credentials
+from profiles.auth import authenticate, authenticated_token_id
+from profiles.services import aprofile_api_credentials
 from upstream import relay
 from upstream.stream import open_stream
+from usage.budgets import budget_check
+from usage.models import CHAT_API
+from usage.recording import ask_for_usage, recorder
 
 from .model_rules import apply_model_rules
 from .payload import validate_chat_request
 
 
 @csrf_exempt  # token callers have no CSRF cookie; authenticate() enforces CSRF for session callers
-async def chat_openai(request: HttpRequest) -> HttpResponse:
+async def chat_openai(request: HttpRequest) -> HttpResponseBase:
     try:
         require_method(request, "POST")
         return await _chat_openai(request)
@@ -28,16 +32,30 @@ async def chat_openai(request: HttpRequest) -> HttpResponse:
         return error_response(request, error)
 
 
-async def _chat_openai(request: HttpRequest) -> HttpResponse:
+async def _chat_openai(request: HttpRequest) -> HttpResponseBase:
     user, profile = await authenticate(request)
     chat = validate_chat_request(parse_json_body(read_body(request)))
-    credentials = profile_api_credentials(profile=profile)
+    credentials = await aprofile_api_credentials(profile=profile)  # own key, else the team key
     params = {"model": chat.model, "messages": chat.messages, "stream": True}
     if chat.temperature is not None:
         params["temperature"] = chat.temperature
     log_context = f"(user {user.pk}, model {chat.model})"
+    await budget_check(request=request, user_id=user.pk)  # 429 past the user's monthly budget
+    ask_for_usage(params)  # the usage event is read by text_deltas, never relayed
+    record_usage = recorder(
+        user_id=user.pk,
+        entry_point=CHAT_API,
+        model=chat.model,
+        messages=chat.messages,
+        api_token_id=authenticated_token_id(request),
+        key_source=credentials.source,
+    )
     stream = await open_stream(
-        user_id=user.pk, credentials=credentials, params=apply_model_rules(params), log_context=log_context
+        user_id=user.pk,
+        credentials=credentials,
+        params=apply_model_rules(params),
+        log_context=log_context,
+        when_closed=record_usage,
     )
     body = stream.relay(partial(relay.text_deltas, log_context=log_context))
     return StreamingHttpResponse(body, content_type="text/plain; charset=utf-8", headers=STREAM_HEADERS)

@@ -11,6 +11,7 @@ import os
 import django
 from django.conf import settings
 from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler
+from django.core.handlers.asgi import ASGIHandler
 from django.urls import get_resolver
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "chatproject.settings")
@@ -21,13 +22,14 @@ from chatproject.body_limit import limit_request_body  # noqa: E402  (needs sett
 from chatproject.lifespan import with_lifespan  # noqa: E402
 from chatproject.log_filters import DropTruncatedStreamTracebacks  # noqa: E402
 from core.django_internals import ChatASGIHandler  # noqa: E402
-from profiles.checks import raise_on_key_ring_errors  # noqa: E402  (needs apps loaded)
+from profiles.checks import raise_on_key_ring_errors, warn_on_development_key  # noqa: E402  (needs apps loaded)
 from upstream.stream import closing_abandoned_streams  # noqa: E402
 
 raise_on_key_ring_errors()
+warn_on_development_key()  # once per worker process, at start-up rather than at the first key saved
 # Load every view module (the OpenAI SDK among their imports) now, not on the first request.
-get_resolver().url_patterns
-django_application = ChatASGIHandler()
+_ = get_resolver().url_patterns
+django_application: ASGIHandler = ChatASGIHandler()
 logging.getLogger("uvicorn.error").addFilter(DropTruncatedStreamTracebacks())
 # uvicorn serves no static files; a reverse proxy in front may serve /static/ instead (SERVE_STATIC=false).
 if settings.SERVE_STATIC:

@@ -19,16 +19,30 @@ from .lifespan import ASGIApp, Scope
 # How much of an oversized body with a declared length is still read (and dropped) after the 413.
 MAX_DRAIN_BYTES = 64 * 1024 * 1024
 
+# Conversation imports (a ChatGPT conversations.json runs to tens of MiB) stop at IMPORT_MAX_BYTES
+# instead; that view reads its body itself (conversations/import_body.py). The path is the one
+# chatproject/urls.py gives it (tests/test_conversations_import.py checks they agree).
+IMPORT_PATH = "/api/conversations/import/"
+
+
+def body_limit_for(path: str) -> int | None:
+    if path == IMPORT_PATH:
+        return int(settings.IMPORT_MAX_BYTES)
+    return settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+
 
 def limit_request_body(app: ASGIApp) -> ASGIApp:
     async def application(scope: Scope, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             return await app(scope, receive, send)
-        limit: int | None = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+        limit = body_limit_for(scope["path"])
         length = next((value for name, value in scope["headers"] if name == b"content-length"), None)
         declared = length is not None
         drainable = (
-            declared and limit is not None and length.isdigit() and int(length) - limit <= MAX_DRAIN_BYTES
+            length is not None
+            and limit is not None
+            and length.isdigit()
+            and int(length) - limit <= MAX_DRAIN_BYTES
         )
         received = 0
         ended = cut = False

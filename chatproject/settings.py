@@ -15,8 +15,10 @@ env = environ.Env()
 environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
 
 DEBUG: bool = env.bool("DEBUG", default=True)
-# A fixed development secret is fine only with DEBUG on; the deploy check flags it otherwise.
-SECRET_KEY: str = env.str("SECRET_KEY", default="django-insecure-dev-only-change-me-in-production-0123456789")
+# A fixed development secret is fine only with DEBUG on; the deploy check flags it otherwise, and the
+# server warns at start-up while it is in use (the first `make run` writes a .env with a random one).
+DEVELOPMENT_SECRET_KEY = "django-insecure-dev-only-change-me-in-production-0123456789"
+SECRET_KEY: str = env.str("SECRET_KEY", default=DEVELOPMENT_SECRET_KEY)
 ALLOWED_HOSTS: list[str] = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "[::1]"])
 CSRF_TRUSTED_ORIGINS: list[str] = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 
@@ -27,11 +29,12 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
-    "rest_framework",
-    "rest_framework.authtoken",
+    "rest_framework",  # (not rest_framework.authtoken: our tokens are hashed, profiles.ApiToken)
     "drf_spectacular",
     "drf_spectacular_sidecar",  # Swagger UI's files, served by us (no CDN)
     "profiles",
+    "conversations",
+    "usage",  # usage records, prices, budgets (chat records every upstream call here)
     "chat",
 ]
 
@@ -73,6 +76,14 @@ _POSTGRESQL = DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql"
 # request (~0.7 ms of CPU each); a sync view's per-request thread drops its connection when the
 # thread ends. PostgreSQL reuses connections through its pool instead, which needs CONN_MAX_AGE 0.
 DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("CONN_MAX_AGE", default=0 if _POSTGRESQL else 600))
+# SQLite: a write-ahead log, synced at checkpoints rather than at every commit. A saved conversation
+# commits a few times per answer (its start, its text each second, its end): with SQLite's defaults
+# (a rollback journal synced at each commit) one costs ~0.8 ms of CPU and ~15 ms of waiting, with
+# these ~75 µs and ~0.25 ms (measured). A power cut can lose the last commits; a crash cannot.
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    DATABASES["default"].setdefault("OPTIONS", {}).setdefault(
+        "init_command", "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL"
+    )
 # PostgreSQL: a connection pool per worker process. Every request to a sync view runs its queries
 # on a thread of its own, so without one a burst of requests opens as many connections at once
 # and, past the server's max_connections, fails with 500s; with it the burst waits for a free one.
@@ -119,9 +130,39 @@ LOGOUT_REDIRECT_URL = "login"
 # Self-service sign-up at /accounts/signup/: open by default in development, closed in production.
 SIGNUP_ENABLED: bool = env.bool("SIGNUP_ENABLED", default=DEBUG)
 
+# --- Accounts ---------------------------------------------------------------------------------
+# Failed password logins per client address (login page, admin login, POST /api/token/) before
+# logins from it are refused for the rest of the window: "5/min", "20/hour", "5/30s"; empty: off.
+LOGIN_FAILURE_RATE: str = env.str("LOGIN_FAILURE_RATE", default="5/min")
+# Password-reset e-mail, from EMAIL_URL: consolemail:// (the default) prints each one; in production
+# smtp+tls://user:password@host:587 (STARTTLS) or smtp+ssl://...:465. django-environ parses the URL into the
+# EMAIL_* settings that Django 6.1's MAILERS replaces; they are handed to the backend as its OPTIONS.
+_EMAIL = env.email_url("EMAIL_URL", default="consolemail://")
+_EMAIL_OPTIONS = {
+    "EMAIL_HOST": "host",
+    "EMAIL_PORT": "port",
+    "EMAIL_HOST_USER": "username",
+    "EMAIL_HOST_PASSWORD": "password",
+    "EMAIL_USE_TLS": "use_tls",
+    "EMAIL_USE_SSL": "use_ssl",
+    "EMAIL_FILE_PATH": "file_path",
+}
+_MAILER_OPTIONS = {option: _EMAIL[name] for name, option in _EMAIL_OPTIONS.items() if _EMAIL.get(name)}
+if _EMAIL["EMAIL_BACKEND"].endswith(".smtp.EmailBackend"):
+    # Seconds to wait for the mail server: without it a stalled one holds the request forever.
+    _MAILER_OPTIONS["timeout"] = env.int("EMAIL_TIMEOUT", default=10)
+MAILERS = {"default": {"BACKEND": _EMAIL["EMAIL_BACKEND"], "OPTIONS": _MAILER_OPTIONS}}
+DEFAULT_FROM_EMAIL: str = env.str("DEFAULT_FROM_EMAIL", default="BYOK Chat <noreply@localhost>")
+# Seconds a password-reset link works (and only once: setting the password invalidates it).
+PASSWORD_RESET_TIMEOUT: int = env.int("PASSWORD_RESET_TIMEOUT", default=3600)
+
 # --- Pages ------------------------------------------------------------------------------------
 # The chat page's model picker; the first is preselected.
 CHAT_MODELS: list[str] = env.list("CHAT_MODELS", default=["gpt-4o-mini", "gpt-4o", "o4-mini", "gpt-5"])
+# The picker lists the models the user's key reaches (GET /models upstream, cached per user for a
+# few minutes; CHAT_MODELS first, and CHAT_MODELS alone if the list cannot be had). False: always
+# CHAT_MODELS, as configured.
+CHAT_MODELS_FROM_UPSTREAM: bool = env.bool("CHAT_MODELS_FROM_UPSTREAM", default=True)
 
 # No inline script or style anywhere (the admin included): model output that slips into the DOM
 # still cannot run. Pages load only their own static files and call only this origin.
@@ -154,12 +195,39 @@ OPENAI_TIMEOUT: float = env.float("OPENAI_TIMEOUT", default=60.0)
 OPENAI_MAX_RETRIES: int = env.int("OPENAI_MAX_RETRIES", default=2)
 # Open upstream connections per worker process (one per concurrent stream).
 OPENAI_MAX_CONNECTIONS: int = env.int("OPENAI_MAX_CONNECTIONS", default=4096)
+# Users may point their own key at an OpenAI-compatible server of theirs (settings page, PATCH
+# /api/profile/ openai_base_url). Off by default: it makes this server connect where users say.
+USER_BASE_URL_ENABLED: bool = env.bool("USER_BASE_URL_ENABLED", default=False)
+# Hosts a user's or the team key's base URL may use although they fail the SSRF guard
+# (upstream/host_guard.py): plain http, or private/loopback addresses. E.g. "ollama.lan,10.0.0.5".
+UPSTREAM_ALLOWED_HOSTS: list[str] = env.list("UPSTREAM_ALLOWED_HOSTS", default=[])
 
 # --- Limits -----------------------------------------------------------------------------------
 # Concurrent streams per user (0: no cap), counted in the cache above: per process unless REDIS_URL.
 MAX_STREAMS_PER_USER: int = env.int("MAX_STREAMS_PER_USER", default=4)
 # A stream's slot frees itself after this many seconds even if its worker died without releasing it.
 STREAM_SLOT_TTL: int = env.int("STREAM_SLOT_TTL", default=600)
+# Seconds a user's monthly spend is cached for the budget check (usage/budgets.py): how stale the
+# check may be. Budgets themselves are off unless staff or the user set one.
+USAGE_BUDGET_CACHE_SECONDS: int = env.int("USAGE_BUDGET_CACHE_SECONDS", default=5)
+
+# --- Saved conversations (conversations/) ------------------------------------------------------
+# Characters in one message (a question, or each message of an imported file): past it, a 400.
+MESSAGE_MAX_CHARS: int = env.int("MESSAGE_MAX_CHARS", default=100_000)
+# Messages in one conversation, every branch counted (the whole tree is read to show one branch).
+CONVERSATION_MAX_MESSAGES: int = env.int("CONVERSATION_MAX_MESSAGES", default=2_000)
+# Conversations per page of GET /api/conversations/ (?page_size= up to 100).
+CONVERSATIONS_PAGE_SIZE: int = env.int("CONVERSATIONS_PAGE_SIZE", default=50)
+# Import files (POST /api/conversations/import/): a ChatGPT conversations.json easily outgrows
+# MAX_REQUEST_BYTES, so the import has a body limit of its own (chatproject/body_limit.py).
+IMPORT_MAX_BYTES: int = env.int("IMPORT_MAX_BYTES", default=20 * 1024 * 1024)
+IMPORT_MAX_CONVERSATIONS: int = env.int("IMPORT_MAX_CONVERSATIONS", default=1_000)
+# A streaming answer's text is written at most this often (seconds) and when it ends: what a reload
+# shows mid-answer is at most this old; a stop through another worker takes effect within it.
+MESSAGE_FLUSH_SECONDS: float = env.float("MESSAGE_FLUSH_SECONDS", default=1.0)
+# After a conversation's first answer, a short title from a small model, with the user's own key.
+CONVERSATION_AUTO_TITLE: bool = env.bool("CONVERSATION_AUTO_TITLE", default=True)
+CONVERSATION_TITLE_MODEL: str = env.str("CONVERSATION_TITLE_MODEL", default="gpt-4o-mini")
 
 # --- HTTPS and cookies ------------------------------------------------------------------------
 # Safe by default once DEBUG is off (what `manage.py check --deploy` asks for); each one can be
@@ -177,7 +245,7 @@ SECURE_PROXY_SSL_HEADER: tuple[str, ...] | None = env.tuple("SECURE_PROXY_SSL_HE
 REST_FRAMEWORK = {
     # The token first: its WWW-Authenticate header makes "not logged in" a 401 rather than a 403.
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "core.drf.TokenOrBearerAuthentication",  # 'Token <t>' and 'Bearer <t>'
+        "profiles.api_auth.TokenOrBearerAuthentication",  # 'Token <t>' and 'Bearer <t>'
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
@@ -185,9 +253,8 @@ REST_FRAMEWORK = {
     # The body size limit (413) and orjson's nesting limit (400) for DRF too (core/drf.py).
     "DEFAULT_PARSER_CLASSES": ["core.drf.JSONParser", "core.drf.FormParser", "core.drf.MultiPartParser"],
     "EXCEPTION_HANDLER": "core.drf.drf_exception_handler",  # the one JSON error shape
-    # Failed password logins at POST /api/token/ per client address: "5/min", "20/hour" (s, m, h, d).
-    "DEFAULT_THROTTLE_RATES": {"login_failures": env.str("LOGIN_FAILURE_RATE", default="5/min")},
     # Reverse proxies in front that append to X-Forwarded-For; 0 uses the peer address (unspoofable).
+    # The login throttle (LOGIN_FAILURE_RATE above) finds the client's address the same way.
     "NUM_PROXIES": env.int("NUM_PROXIES", default=0),
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
 }
@@ -216,17 +283,15 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
     "filters": {"client_errors_at_info": {"()": "chatproject.log_filters.ClientErrorsAtInfo"}},
     "handlers": {
-        "console": {
-            "class": "logging.StreamHandler",
-            "formatter": "plain",
-            "filters": ["client_errors_at_info"],
-        }
+        "console": {"class": "logging.StreamHandler", "formatter": "plain"},
     },
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
     "loggers": {
         # One line per event: Django's default config gives "django" a console handler of its own
         # (with DEBUG on), and its records also reach the root's: every one was printed twice.
         "django": {"handlers": [], "level": "INFO", "propagate": True},
+        # On the logger, not a handler: every handler (and pytest's caplog) then sees the same level.
+        "django.request": {"filters": ["client_errors_at_info"]},
         # The SDK logs request options at DEBUG; keep it quiet whatever LOG_LEVEL says.
         "openai": {"level": "WARNING"},
         "httpx2": {"level": "WARNING"},

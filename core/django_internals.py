@@ -94,15 +94,16 @@ class CsrfViewMiddleware(OnLoopMixin, csrf.CsrfViewMiddleware):
 
     async def __acall__(self, request: HttpRequest) -> HttpResponseBase:
         if settings.CSRF_USE_SESSIONS:
-            return await MiddlewareMixin.__acall__(self, request)  # type: ignore[arg-type]
+            return await MiddlewareMixin.__acall__(self, request)
         return await super().__acall__(request)
 
     # The handler calls process_view directly, after URL resolution: async, so it is not given a hop.
-    async def process_view(
+    # (An async override of a sync method, on purpose: hence the `type: ignore`.)
+    async def process_view(  # type: ignore[override]
         self,
         request: HttpRequest,
         callback: Any,
-        callback_args: Any,  # type: ignore[override]
+        callback_args: Any,
         callback_kwargs: Any,
     ) -> HttpResponseBase | None:
         if settings.CSRF_USE_SESSIONS:

@@ -1,76 +1,37 @@
-"""Django REST framework plumbing for every DRF view: token authentication, body parsers and the
-exception handler that puts DRF's errors in the one JSON shape. Named in settings.REST_FRAMEWORK.
+"""Django REST framework plumbing for every DRF view: body parsers and the exception handler that
+puts DRF's errors in the one JSON shape. Named in settings.REST_FRAMEWORK. (Token authentication
+needs the token model, a layer up: profiles/api_auth.py.)
 
 Parsers: DRF's own read the request stream directly, past Django's DATA_UPLOAD_MAX_MEMORY_SIZE check
 (an oversize body became Django's HTML 400), and its JSON parser uses json.loads, which raises
 RecursionError on deeply nested input (a 500); these use read_body (413) and orjson (400).
 """
 
-from typing import Any
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 from django.core.exceptions import PermissionDenied
 from django.http import Http404
-from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import exceptions as drf_exceptions
 from rest_framework import parsers
-from rest_framework.authentication import TokenAuthentication, get_authorization_header
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.settings import api_settings as drf_settings
 
 from .errors import ApiError, error_body, not_authenticated
 from .http import parse_json_body, read_body
-from .tokens import TOKEN_SCHEMES
 
-# --- Authentication ----------------------------------------------------------------------------
+if TYPE_CHECKING:
+    from django.contrib.auth.models import User
 
-
-class TokenOrBearerAuthentication(TokenAuthentication):
-    def authenticate(self, request: Request) -> tuple[Any, Any] | None:
-        parts = get_authorization_header(request).split()
-        if not parts or parts[0].lower() not in TOKEN_SCHEMES:
-            return None  # not ours: the next authenticator (session) may still apply
-        if len(parts) != 2:
-            raise drf_exceptions.AuthenticationFailed("Invalid token header: send exactly 'Bearer <token>'.")
-        try:
-            key = parts[1].decode()
-        except UnicodeError:
-            raise drf_exceptions.AuthenticationFailed(
-                "Invalid token header: the token is not valid text."
-            ) from None
-        return self.authenticate_credentials(key)
-
-    def authenticate_credentials(self, key: str) -> tuple[Any, Any]:
-        try:
-            return super().authenticate_credentials(key)
-        except drf_exceptions.AuthenticationFailed:
-            # Unknown and deactivated alike, worded as the async views word it.
-            raise drf_exceptions.AuthenticationFailed("Invalid or revoked API token.") from None
+# --- Views' request type -----------------------------------------------------------------------
 
 
-class TokenOrBearerScheme(OpenApiAuthenticationExtension):
-    """Both header forms in the OpenAPI schema, as alternatives."""
+class AuthenticatedRequest(Request):
+    """The request of a DRF view behind IsAuthenticated, for type checking: its user is signed in,
+    never AnonymousUser. (Only an annotation: the view is given DRF's Request as ever.)"""
 
-    target_class = TokenOrBearerAuthentication
-    name = ["bearerAuth", "tokenAuth"]
-
-    def get_security_definition(self, auto_schema: Any) -> list[dict[str, str]]:
-        return [
-            {
-                "type": "http",
-                "scheme": "bearer",
-                "description": "Your API token (POST /api/token/) as 'Authorization: Bearer <token>'.",
-            },
-            {
-                "type": "apiKey",
-                "in": "header",
-                "name": "Authorization",
-                "description": "The same token as 'Authorization: Token <token>' (DRF's keyword).",
-            },
-        ]
-
-    def get_security_requirement(self, auto_schema: Any) -> list[dict[str, list[str]]]:
-        return [{"bearerAuth": []}, {"tokenAuth": []}]
+    user: "User"
 
 
 # --- Parsers -----------------------------------------------------------------------------------
@@ -79,15 +40,23 @@ class TokenOrBearerScheme(OpenApiAuthenticationExtension):
 class JSONParser(parsers.BaseParser):
     media_type = "application/json"
 
-    def parse(self, stream: Any, media_type: str | None = None, parser_context: dict | None = None) -> Any:
+    def parse(
+        self, stream: Any, media_type: str | None = None, parser_context: Mapping[str, Any] | None = None
+    ) -> Any:
+        assert parser_context is not None  # DRF's Request always passes it, with the request in it
         return parse_json_body(read_body(parser_context["request"]._request))
 
 
-class _WithinBodyLimit:
-    def parse(self, stream: Any, media_type: str | None = None, parser_context: dict | None = None) -> Any:
+class _WithinBodyLimit(parsers.BaseParser):
+    """Mixed in before one of DRF's parsers, whose parse() it calls."""
+
+    def parse(
+        self, stream: Any, media_type: str | None = None, parser_context: Mapping[str, Any] | None = None
+    ) -> Any:
+        assert parser_context is not None  # DRF's Request always passes it, with the request in it
         # 413 past the limit; otherwise the body is now buffered and `stream` reads it from memory.
         read_body(parser_context["request"]._request)
-        return super().parse(stream, media_type, parser_context)  # type: ignore[misc]
+        return super().parse(stream, media_type, parser_context)
 
 
 class FormParser(_WithinBodyLimit, parsers.FormParser):

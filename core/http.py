@@ -1,6 +1,6 @@
 """Reading requests and the headers of streamed answers, shared by every API endpoint."""
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 from django.core.exceptions import RequestDataTooBig
@@ -8,8 +8,18 @@ from django.http import HttpRequest
 
 from .errors import ApiError
 
+if TYPE_CHECKING:
+    from django.contrib.auth.models import User
+
 # No caching, and no buffering by a proxy in front (nginx honours X-Accel-Buffering).
 STREAM_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+
+
+class AuthenticatedHttpRequest(HttpRequest):
+    """The request of a view behind login_required, for type checking: its user is signed in, never
+    AnonymousUser. (Only an annotation: the view is given Django's HttpRequest as ever.)"""
+
+    user: "User"
 
 
 def read_body(request: HttpRequest) -> bytes:

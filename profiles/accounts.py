@@ -11,8 +11,11 @@ from django.contrib.auth.views import LoginView, LogoutView
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 
+from .login_forms import LoginForm
+
 
 class LoginPage(LoginView):
+    authentication_form = LoginForm  # throttled: failed logins per client address
     redirect_authenticated_user = True
 
     def get_context_data(self, **kwargs: Any) -> dict[str, Any]:

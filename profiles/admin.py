@@ -15,8 +15,10 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils import formats, timezone
 
+from . import team_key_admin  # noqa: F401  (registers the team key's admin)
 from .forms import new_key_field, organization_field
-from .models import Profile
+from .login_forms import AdminLoginForm
+from .models import ApiToken, Profile
 from .services import profile_clear_openai_key, profile_set_openai_key, profile_set_organization
 
 
@@ -33,7 +35,8 @@ class ProfileAdminForm(forms.ModelForm):
         fields = ["openai_organization_id"]
 
     def clean(self) -> dict[str, Any]:
-        cleaned = super().clean()
+        super().clean()  # returns self.cleaned_data, typed `| None` (an override may return None)
+        cleaned = self.cleaned_data
         if cleaned.get("new_openai_api_key") and cleaned.get("clear_openai_api_key"):
             raise forms.ValidationError("Either enter a new key or clear the stored one, not both.")
         return cleaned
@@ -41,7 +44,8 @@ class ProfileAdminForm(forms.ModelForm):
     def save(self, commit: bool = True) -> Profile:
         # The admin calls save(commit=False) and then ProfileAdmin.save_model; inline formsets call
         # save(commit=True). Either way the writes happen once, in apply().
-        self.save_m2m = lambda: None
+        # Django itself sets save_m2m per instance (in save(commit=False)); the stubs call it a method.
+        self.save_m2m = lambda: None  # type: ignore[method-assign]
         if commit:
             self.apply()
         return self.instance
@@ -94,9 +98,13 @@ def organization(profile: Profile) -> str | None:
 @admin.display(description="Key last changed")
 def key_updated(profile: Profile) -> str | None:
     changed = profile.openai_api_key_updated_at
-    return formats.localize(timezone.template_localtime(changed)) if changed else None
+    # template_localtime: what the admin's own date columns use; missing from django-stubs.
+    return formats.localize(timezone.template_localtime(changed)) if changed else None  # type: ignore[attr-defined]
 
 
+# The admin takes these callables (shown under their admin.display description) in readonly_fields,
+# fields and fieldsets, and list_display callables may return None (shown as "-"). django-stubs allows
+# only field names in the first three and str | bool in the last: the `type: ignore`s below.
 READONLY = (key_hint, key_updated, "updated_at")
 FORM_FIELDS = ("openai_organization_id", "new_openai_api_key", "clear_openai_api_key")
 
@@ -104,14 +112,14 @@ FORM_FIELDS = ("openai_organization_id", "new_openai_api_key", "clear_openai_api
 @admin.register(Profile)
 class ProfileAdmin(admin.ModelAdmin):
     form = ProfileAdminForm
-    list_display = ("user", has_key, key_hint, organization, "updated_at")
+    list_display = ("user", has_key, key_hint, organization, "updated_at")  # type: ignore[assignment]
     list_select_related = ("user",)
     list_filter = (HasKeyFilter,)
     search_fields = ("user__username", "user__email")
-    readonly_fields = ("user", *READONLY)
+    readonly_fields = ("user", *READONLY)  # type: ignore[assignment]
     fieldsets = (
         (None, {"fields": ("user", "updated_at")}),
-        ("OpenAI", {"fields": (*READONLY[:2], *FORM_FIELDS)}),
+        ("OpenAI", {"fields": (*READONLY[:2], *FORM_FIELDS)}),  # type: ignore[typeddict-item]
     )
     actions = ["clear_openai_key"]
 
@@ -133,14 +141,30 @@ class ProfileAdmin(admin.ModelAdmin):
         self.message_user(request, f"Cleared the OpenAI key of {cleared} profile(s).", messages.SUCCESS)
 
 
+@admin.register(ApiToken)
+class ApiTokenAdmin(admin.ModelAdmin):
+    """API tokens: listed, renamed, given an expiry, revoked (deleted). Never added here: a token's text
+    is shown once, to whoever creates it (settings page, API, create_api_token), and no admin page
+    should hold one. The digest is on no page either: useless as a token, and nothing to look at."""
+
+    list_display = ("user", "name", "prefix", "created_at", "last_used_at", "expires_at")
+    list_select_related = ("user",)
+    search_fields = ("user__username", "name", "prefix")
+    fields = ("user", "name", "prefix", "created_at", "last_used_at", "expires_at")
+    readonly_fields = ("user", "prefix", "created_at", "last_used_at")
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+
 class ProfileInline(admin.StackedInline):
     model = Profile
     form = ProfileAdminForm
     can_delete = False
     max_num = 1
     verbose_name_plural = "Profile"
-    fields = (*READONLY[:2], *FORM_FIELDS)
-    readonly_fields = READONLY[:2]
+    fields = (*READONLY[:2], *FORM_FIELDS)  # type: ignore[assignment]
+    readonly_fields = READONLY[:2]  # type: ignore[assignment]
 
 
 User = get_user_model()
@@ -157,3 +181,7 @@ class UserWithProfileAdmin(UserAdmin):
     ) -> list[type[admin.options.InlineModelAdmin]]:
         # On the add page the new user's profile comes from the signal; an inline would make a second.
         return self.inlines if obj is not None else []
+
+
+# The admin's login page is throttled as the login page is (failed logins per client address).
+admin.site.login_form = AdminLoginForm

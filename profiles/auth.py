@@ -1,11 +1,11 @@
-"""Who is calling, for the async API views: a session (with CSRF) or a DRF token.
+"""Who is calling, for the async API views: a session (with CSRF) or an API token.
 
-DRF has no async views, so this does what its SessionAuthentication and TokenAuthentication do
-(core/drf.py), in one query for token callers (token, user and profile together: token_query.py).
+DRF has no async views, so this does what its SessionAuthentication and our token authentication do
+(api_auth.py), in one query for token callers (token, user and profile together: token_query.py).
 """
 
 from asgiref.sync import sync_to_async
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.db import connections
 from django.http import HttpRequest, HttpResponse
 from django.middleware.csrf import CsrfViewMiddleware
@@ -14,17 +14,19 @@ from core.errors import ApiError, not_authenticated
 from core.tokens import token_from_header
 
 from .models import Profile
-from .token_query import user_and_profile_for_token
+from .token_query import TokenMatch
+from .tokens import TokenRefused, token_authenticate
 
 
 def _csrf_failure(request: HttpRequest) -> HttpResponse | None:
     # Session callers are browsers: hold them to CSRF exactly as a normal Django view would.
     check = CsrfViewMiddleware(lambda req: HttpResponse())
     check.process_request(request)
-    return check.process_view(request, None, (), {})
+    # No view to pass: process_view only looks for a csrf_exempt attribute on it.
+    return check.process_view(request, None, (), {})  # type: ignore[arg-type]
 
 
-async def authenticate(request: HttpRequest) -> tuple[AbstractBaseUser, Profile]:
+async def authenticate(request: HttpRequest) -> tuple[User, Profile]:
     """The caller and their profile, or ApiError(401/403).
 
     The lookups end by releasing the database connection as Django does when a response ends
@@ -33,25 +35,23 @@ async def authenticate(request: HttpRequest) -> tuple[AbstractBaseUser, Profile]
     shared sync thread, whose kept connection serves every request; anything later in the request
     that needs the database gets a connection again.
     """
-    token_key = token_from_header(request)
-    if token_key is not None:
+    token = token_from_header(request)
+    if token is not None:
 
-        def load_token() -> tuple[AbstractBaseUser, Profile | None] | None:
+        def load_token() -> TokenMatch:
             try:
-                return user_and_profile_for_token(token_key)
+                return token_authenticate(token=token)  # the lookup, and last_used_at when due
             finally:
                 _release_connections()
 
-        found = await sync_to_async(load_token)()  # where the async ORM would run it
-        if found is None or not found[0].is_active:
+        try:
+            found = await sync_to_async(load_token)()  # where the async ORM would run it
+        except TokenRefused as refused:
             raise ApiError(
-                401,
-                "invalid_token",
-                "Invalid or revoked API token.",
-                headers={"WWW-Authenticate": 'Token realm="api"'},
-            )
-        user, profile = found
-        return user, profile if profile is not None else await _profile_of(user)
+                401, "invalid_token", refused.message, headers={"WWW-Authenticate": 'Token realm="api"'}
+            ) from None
+        request.api_token_id = found.token_id  # type: ignore[attr-defined]  # see authenticated_token_id
+        return found.user, found.profile if found.profile is not None else await _profile_of(found.user)
 
     user = await request.auser()
     if not user.is_authenticated:
@@ -61,7 +61,13 @@ async def authenticate(request: HttpRequest) -> tuple[AbstractBaseUser, Profile]
     return user, await _profile_of(user)
 
 
-async def _profile_of(user: AbstractBaseUser) -> Profile:
+def authenticated_token_id(request: HttpRequest) -> int | None:
+    """The id of the API token authenticate() accepted for this request; None for a session (usage
+    records name the token a call came with)."""
+    return getattr(request, "api_token_id", None)
+
+
+async def _profile_of(user: User) -> Profile:
     # Profiles are made for every new user; get_or_create covers users older than the signal.
     def get_or_create() -> Profile:
         try:

@@ -2,20 +2,18 @@
 
 `PROFILE_ENCRYPTION_KEYS` lists Fernet keys newest first: the first encrypts, every one decrypts,
 so a key can be rotated in without losing what the old one encrypted. With DEBUG on and no keys set,
-a development key is derived from SECRET_KEY so a fresh checkout works (with a warning once).
+a development key is derived from SECRET_KEY so a fresh checkout works (the server warns at start-up:
+profiles/checks.py).
 """
 
 import base64
 import functools
-import logging
 from dataclasses import dataclass
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from django.conf import settings
-
-logger = logging.getLogger(__name__)
 
 SETTING = "PROFILE_ENCRYPTION_KEYS"
 
@@ -67,11 +65,6 @@ def _ring_for(keys: tuple[str, ...], secret_key: str, debug: bool) -> MultiFerne
     if problems:
         raise KeyRingError(" ".join(p.message for p in problems))
     if not keys:
-        logger.warning(
-            "%s is not set: using a development key derived from SECRET_KEY. "
-            "Set real keys before storing anyone's OpenAI key.",
-            SETTING,
-        )
         return MultiFernet([Fernet(_development_key(secret_key))])
     return MultiFernet([Fernet(key.strip()) for key in keys])
 

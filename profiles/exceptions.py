@@ -15,6 +15,10 @@ class OpenAIKeyUnreadable(OpenAIKeyProblem):
     """A key is stored but no key in the encryption ring decrypts it."""
 
 
+class TeamKeyUnreadable(OpenAIKeyUnreadable):
+    """The same, for the team key: only staff can fix it."""
+
+
 # As every API endpoint answers them (services.profile_api_credentials); the error body links to
 # the settings page, where both are fixed.
 KEY_MISSING = ApiError(
@@ -25,4 +29,10 @@ KEY_UNREADABLE = ApiError(
     "openai_api_key_unreadable",
     "Your stored OpenAI API Key can no longer be read (the server's encryption key changed). "
     "Please re-enter it in your profile settings.",
+)
+TEAM_KEY_UNREADABLE = ApiError(
+    400,
+    "team_key_unreadable",
+    "The team's OpenAI API Key can no longer be read (the server's encryption key changed). "
+    "Ask your administrator to enter it again, or add a key of your own in your profile settings.",
 )

@@ -5,7 +5,7 @@ holds a Fernet token. A token the ring can no longer open loads as an `Unreadabl
 raising, so a lost key surfaces as a clear message to its owner, not as a 500 on every page.
 """
 
-from typing import Any
+from typing import Any, cast
 
 from django.db import models
 
@@ -57,7 +57,9 @@ class EncryptedTextField(models.TextField):
 
     def value_to_string(self, obj: models.Model) -> str:
         # dumpdata / serializers get the ciphertext, never the plaintext.
-        value = self.value_from_object(obj)
+        # What from_db_value / assignment put there; the stubs type it as the unbound TextField `_GT`
+        # here (Django's Field takes no type parameters at run time, so this subclass cannot bind it).
+        value = cast("str | UnreadableSecret | None", self.value_from_object(obj))
         if isinstance(value, UnreadableSecret):
             return value.token
         return crypto.encrypt(value) if value else ""

@@ -5,9 +5,14 @@ comes in through a separate password input that never renders back (`render_valu
 """
 
 import re
+from typing import Any, TypedDict, Unpack
 
 from django import forms
 from django.core.exceptions import ValidationError
+
+from upstream import host_guard
+
+from .models import BASE_URL_MAX_LENGTH
 
 KEY_PREFIX = "sk-"
 KEY_MIN_LENGTH = 20
@@ -47,7 +52,37 @@ def validate_organization_id(value: str) -> None:
         )
 
 
-def new_key_field(**kwargs: object) -> forms.CharField:
+class _FieldText(TypedDict, total=False):
+    """What the callers of new_key_field() and organization_field() choose: the field's words."""
+
+    label: str
+    help_text: str
+
+
+def base_url_field(**kwargs: Unpack[_FieldText]) -> forms.CharField:
+    return forms.CharField(
+        required=False,
+        strip=True,
+        max_length=BASE_URL_MAX_LENGTH,
+        widget=forms.URLInput(
+            attrs={"placeholder": "https://…", "spellcheck": "false", "autocapitalize": "off"}
+        ),
+        **kwargs,
+    )
+
+
+def base_url_checked(value: str) -> str:
+    """A base URL as stored ("" for the default), or a ValidationError saying which check of the
+    SSRF guard it failed (the name is resolved: blocking)."""
+    if not value:
+        return ""
+    try:
+        return host_guard.check_base_url(value)
+    except host_guard.HostRefused as refusal:
+        raise ValidationError(refusal.message, code="base_url_refused") from None
+
+
+def new_key_field(**kwargs: Unpack[_FieldText]) -> forms.CharField:
     return forms.CharField(
         required=False,
         strip=True,
@@ -66,7 +101,7 @@ def new_key_field(**kwargs: object) -> forms.CharField:
     )
 
 
-def organization_field(**kwargs: object) -> forms.CharField:
+def organization_field(**kwargs: Unpack[_FieldText]) -> forms.CharField:
     return forms.CharField(
         required=False,
         strip=True,
@@ -91,20 +126,34 @@ class OpenAISettingsForm(forms.Form):
     check_key = forms.BooleanField(
         label="Check the key with OpenAI before saving",
         required=False,
+        initial=True,  # ticked: a mistyped or revoked key is caught here, not at the first chat
         help_text="Asks OpenAI to list your models with this key. Nothing is saved if it does not work.",
     )
 
-    def __init__(self, *args: object, has_stored_key: bool, **kwargs: object) -> None:
+    base_url = base_url_field(
+        label="Base URL",
+        help_text="Optional. An OpenAI-compatible server for your key (OpenRouter, vLLM, a company "
+        "proxy...): an https URL such as https://openrouter.ai/api/v1. Leave empty for the default.",
+    )
+
+    def __init__(self, *args: Any, has_stored_key: bool, allow_base_url: bool = False, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.has_stored_key = has_stored_key
+        self.base_url_changed = False  # set by the view once a new base URL is saved
+        if not allow_base_url:  # USER_BASE_URL_ENABLED off: not offered at all
+            del self.fields["base_url"]
         if has_stored_key:
             self.fields["api_key"].label = "Replace API key"
             self.fields["api_key"].help_text = (
                 "Leave empty to keep the current key. " + self.fields["api_key"].help_text
             )
 
-    def clean(self) -> dict[str, object]:
-        cleaned = super().clean()
+    def clean_base_url(self) -> str:
+        return base_url_checked(self.cleaned_data["base_url"])
+
+    def clean(self) -> dict[str, Any]:
+        super().clean()  # returns self.cleaned_data, typed `| None` (an override may return None)
+        cleaned = self.cleaned_data
         if cleaned.get("check_key") and not cleaned.get("api_key") and not self.has_stored_key:
             self.add_error("api_key", "Enter a key to check.")
         return cleaned

@@ -1,4 +1,5 @@
-"""The profile settings page: set, replace, check or remove the OpenAI key; set the organization ID.
+"""The profile settings page: set, replace, check or remove the OpenAI key; set the organization ID
+and (where USER_BASE_URL_ENABLED) the base URL; see whose key is in use (yours, the team's, none).
 
 A sync view: the optional key check is one upstream call, run with async_to_sync (under ASGI it runs on
 the server's event loop, through the same pooled client as the chat API).
@@ -7,6 +8,7 @@ the server's event loop, through the same pooled client as the chat API).
 from datetime import timedelta
 
 from asgiref.sync import async_to_sync
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
@@ -14,7 +16,9 @@ from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 
+from core.http import AuthenticatedHttpRequest
 from upstream.credentials import OpenAICredentials
+from upstream.host_guard import HostRefused
 
 from .exceptions import OpenAIKeyProblem
 from .forms import OpenAISettingsForm
@@ -22,9 +26,12 @@ from .models import Profile
 from .services import (
     KeyCheck,
     openai_credentials_check,
+    profile_base_url,
     profile_clear_openai_key,
     profile_for,
+    profile_key_in_use,
     profile_openai_credentials,
+    profile_set_base_url,
     profile_set_openai_key,
     profile_set_organization,
 )
@@ -37,14 +44,20 @@ CHECK_FAILURES = {
 
 
 @login_required
-def settings_page(request: HttpRequest) -> HttpResponse:
+def settings_page(request: AuthenticatedHttpRequest) -> HttpResponse:
     profile = profile_for(user=request.user)
     form = OpenAISettingsForm(
         request.POST or None,
         has_stored_key=profile.has_openai_api_key,
-        initial={"organization_id": profile.openai_organization_id},
+        allow_base_url=settings.USER_BASE_URL_ENABLED,
+        initial={"organization_id": profile.openai_organization_id, "base_url": profile.openai_base_url},
     )
-    if request.method == "POST" and form.is_valid() and _passes_check(form, profile):
+    if (
+        request.method == "POST"
+        and form.is_valid()
+        and _passes_check(form, profile)
+        and _base_url_saved(form, profile)
+    ):
         _save(request, form, profile)
         return redirect("profile-settings")
     changed = profile.openai_api_key_updated_at
@@ -55,13 +68,14 @@ def settings_page(request: HttpRequest) -> HttpResponse:
             "form": form,
             "profile": profile,
             "changed_just_now": changed is not None and timezone.now() - changed < timedelta(minutes=1),
+            "key_in_use": profile_key_in_use(profile=profile),  # "own", "team" or "none"
         },
     )
 
 
 @login_required
 @require_POST
-def remove_key(request: HttpRequest) -> HttpResponse:
+def remove_key(request: AuthenticatedHttpRequest) -> HttpResponse:
     profile = profile_for(user=request.user)
     if profile.has_openai_api_key:
         profile_clear_openai_key(profile=profile)
@@ -77,15 +91,18 @@ def _passes_check(form: OpenAISettingsForm, profile: Profile) -> bool:
     if not data["check_key"]:
         return True
     organization = data["organization_id"] or None
+    # Checked where the key will go: the base URL in the form (already through the SSRF guard), or
+    # the stored one.
+    base_url = (data["base_url"] or None) if "base_url" in data else profile_base_url(profile=profile)
     if data["api_key"]:
-        credentials = OpenAICredentials(api_key=data["api_key"], organization=organization)
+        credentials = OpenAICredentials(api_key=data["api_key"], organization=organization, base_url=base_url)
     else:
         try:
             stored = profile_openai_credentials(profile=profile)
         except OpenAIKeyProblem:
             form.add_error("api_key", "Your stored key can no longer be read. Enter it again.")
             return False
-        credentials = OpenAICredentials(api_key=stored.api_key, organization=organization)
+        credentials = OpenAICredentials(api_key=stored.api_key, organization=organization, base_url=base_url)
     check: KeyCheck = async_to_sync(openai_credentials_check)(credentials=credentials)
     if not check.ok:
         reason = CHECK_FAILURES.get(check.code, check.message)
@@ -93,6 +110,21 @@ def _passes_check(form: OpenAISettingsForm, profile: Profile) -> bool:
         if check.code not in CHECK_FAILURES:
             form.add_error(None, "To save the key without checking it, untick “Check the key”.")
     return check.ok
+
+
+def _base_url_saved(form: OpenAISettingsForm, profile: Profile) -> bool:
+    """Save a changed base URL first: the service checks it again (its name may resolve differently
+    now than a moment ago, when the form checked it), and if that fails nothing else is saved."""
+    data = form.cleaned_data
+    if "base_url" not in data or data["base_url"] == profile.openai_base_url:
+        return True
+    try:
+        profile_set_base_url(profile=profile, base_url=data["base_url"])
+    except HostRefused as refusal:
+        form.add_error("base_url", refusal.message)
+        return False
+    form.base_url_changed = True
+    return True
 
 
 def _save(request: HttpRequest, form: OpenAISettingsForm, profile: Profile) -> None:
@@ -108,6 +140,10 @@ def _save(request: HttpRequest, form: OpenAISettingsForm, profile: Profile) -> N
     if data["organization_id"] != profile.openai_organization_id:
         profile_set_organization(profile=profile, organization_id=data["organization_id"])
         done.append("Organization ID saved." if data["organization_id"] else "Organization ID removed.")
+    if form.base_url_changed:
+        done.append(
+            "Base URL saved." if data["base_url"] else "Base URL removed: your key goes to the default."
+        )
     if done:
         messages.success(request, " ".join(done))
     else:

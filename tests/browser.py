@@ -14,9 +14,10 @@ import shutil
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
+from django.db import connections
 
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 # This machine has no network but loopback: without the background-networking flags Chromium keeps
@@ -31,7 +32,6 @@ CHROMIUM_ARGS = [
     "--no-first-run",
 ]
 VIEWPORT = {"width": 1280, "height": 820}
-T = TypeVar("T")
 
 
 def chromium_path() -> str | None:
@@ -45,10 +45,19 @@ def _unavailable(reason: str) -> None:
     pytest.skip(reason)
 
 
-def off_thread(call: Callable[[], T]) -> T:
-    """Run a database call in another thread (see the module docstring)."""
+def off_thread[T](call: Callable[[], T]) -> T:
+    """Run a database call in another thread (see the module docstring). The thread's connection is
+    closed after it: on PostgreSQL that gives it back to the pool (DB_POOL_SIZE), which a thread that
+    just ends never does, so a dozen calls would exhaust it."""
+
+    def run() -> T:
+        try:
+            return call()
+        finally:
+            connections.close_all()
+
     with ThreadPoolExecutor(max_workers=1) as pool:
-        return pool.submit(call).result()
+        return pool.submit(run).result()
 
 
 class PageProblems:

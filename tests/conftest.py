@@ -14,13 +14,16 @@ import pytest
 import uvicorn
 from cryptography.fernet import Fernet
 from django.contrib.auth import get_user_model
-from rest_framework.authtoken.models import Token
+from django.core.cache import cache
 
 from profiles.services import profile_for, profile_set_openai_key, profile_set_organization
+from profiles.tokens import token_create
 from tests.fake_openai import FakeOpenAI
 
-# Fails the run if a stored key shows up in any log line, response body or exception (leakcheck.py).
-pytest_plugins = ["tests.leakcheck"]
+# tests.leakcheck fails the run if a stored key shows up in any log line, response body or exception;
+# tests.browser provides the browser_page fixture (headless Chromium); tests.usage_support writes the
+# usage records still queued at the end of each test, before its database is emptied.
+pytest_plugins = ["tests.leakcheck", "tests.browser", "tests.usage_support"]
 
 # Fixed for the run so every thread (app server included) sees the same ring.
 TEST_RING_KEYS = [Fernet.generate_key().decode()]
@@ -70,10 +73,20 @@ async def _pooled_upstream_clients():
 
 
 @pytest.fixture(autouse=True)
+def _fresh_login_throttle() -> None:
+    """Failed logins are counted per client address in the cache (profiles/login_throttle.py) and every
+    test client comes from 127.0.0.1: each test starts with none counted."""
+    cache.clear()
+
+
+@pytest.fixture(autouse=True)
 def _encryption_ring(settings) -> None:
     settings.PROFILE_ENCRYPTION_KEYS = TEST_RING_KEYS
     settings.OPENAI_MAX_RETRIES = 2
     settings.OPENAI_TIMEOUT = 5.0
+    # The chat page would ask the upstream for its models on every load (the real OpenAI, unless the
+    # test selected the fake): tests of the picker turn it on (tests/test_team_key.py).
+    settings.CHAT_MODELS_FROM_UPSTREAM = False
     # PBKDF2's deliberate slowness (~0.3 s per user) buys tests nothing.
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
@@ -100,12 +113,12 @@ def bob(transactional_db):
 
 @pytest.fixture
 def alice_token(alice) -> str:
-    return Token.objects.create(user=alice).key
+    return token_create(user=alice, name="tests")[1]
 
 
 @pytest.fixture
 def bob_token(bob) -> str:
-    return Token.objects.create(user=bob).key
+    return token_create(user=bob, name="tests")[1]
 
 
 class LiveASGIServer:

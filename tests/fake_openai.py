@@ -72,6 +72,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import functools
 import itertools
 import json
@@ -652,13 +653,16 @@ class FakeOpenAI:
 
         scenario = self._scenario  # read once: tests may swap it from another thread
         extra_headers = dict(scenario.headers) if scenario and scenario.headers else None
-        if scenario is not None and scenario.status is not None:
-            if scenario.fail_times is None or self._scenario_hits < scenario.fail_times:
-                self._scenario_hits += 1
-                if scenario.first_delay:
-                    await asyncio.sleep(scenario.first_delay)
-                error = scenario.error or _default_error_for_status(scenario.status)
-                return self._error(scenario.status, error, extra_headers)
+        if (
+            scenario is not None
+            and scenario.status is not None
+            and (scenario.fail_times is None or self._scenario_hits < scenario.fail_times)
+        ):
+            self._scenario_hits += 1
+            if scenario.first_delay:
+                await asyncio.sleep(scenario.first_delay)
+            error = scenario.error or _default_error_for_status(scenario.status)
+            return self._error(scenario.status, error, extra_headers)
 
         if model == "no-such-model":
             return self._model_not_found(model)
@@ -902,10 +906,8 @@ async def _serve(server: FakeOpenAI) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
-        try:
+        with contextlib.suppress(NotImplementedError, RuntimeError):  # pragma: no cover - non-Unix
             loop.add_signal_handler(sig, stop.set)
-        except (NotImplementedError, RuntimeError):  # pragma: no cover - non-Unix
-            pass
     try:
         await stop.wait()
     finally:

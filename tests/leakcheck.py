@@ -164,7 +164,7 @@ def _install_secret_and_exception_hooks() -> None:
     from django.core.signals import got_request_exception
     from django.db.models.signals import post_save
 
-    from profiles.models import Profile
+    from profiles.models import Profile, TeamKey
 
     def on_profile_saved(sender, instance, **kwargs) -> None:
         register_secret(instance.openai_api_key)
@@ -174,6 +174,7 @@ def _install_secret_and_exception_hooks() -> None:
         DETECTOR.record("exception texts", f"exception raised by a view ({path})", traceback.format_exc())
 
     post_save.connect(on_profile_saved, sender=Profile, weak=False, dispatch_uid="leakcheck.profile")
+    post_save.connect(on_profile_saved, sender=TeamKey, weak=False, dispatch_uid="leakcheck.team_key")
     got_request_exception.connect(on_exception, weak=False, dispatch_uid="leakcheck.exception")
 
 

@@ -9,7 +9,7 @@ import time
 import pytest
 
 from profiles.models import Profile
-from tests.browser import browser_page, log_in, off_thread, screenshot  # noqa: F401  (fixture)
+from tests.browser import log_in, off_thread, screenshot
 from tests.conftest import ALICE_KEY, PASSWORD
 from tests.fake_openai import Scenario
 
@@ -27,6 +27,12 @@ ANSWER = [
     "| Approach | Speed |\n|---|---:|\n| `text[::-1]` | fastest |\n| `reversed()` | fast |\n\n",
     "> See the [Python docs](https://docs.python.org/3/library/stdtypes.html) for more.",
 ]
+
+
+@pytest.fixture(autouse=True)
+def _no_title_requests(settings) -> None:
+    """A generated title is one more upstream request after the first answer: these tests count theirs."""
+    settings.CONVERSATION_AUTO_TITLE = False
 
 
 def send(page, text: str) -> None:
@@ -52,10 +58,11 @@ def test_log_in_and_save_a_key_on_the_settings_page(bob, browser_page):
     new_key = "sk-bob-browser-0123456789abcd"
     page.fill("#id_api_key", new_key)
     page.fill("#id_organization_id", "org-bob42")
+    assert page.is_checked("#id_check_key")  # a new key is checked with the upstream by default
     page.click("form.form button[type=submit]")
 
     page.wait_for_selector(".flash-success")
-    assert "Your OpenAI API key was saved (sk-...abcd)." in page.inner_text(".flash")
+    assert "Your OpenAI API key was saved (sk-...abcd) and OpenAI accepted it." in page.inner_text(".flash")
     assert page.inner_text("[data-key-hint]").strip() == "sk-...abcd"
     assert page.input_value("#id_api_key") == ""  # write-only: never filled back in
     assert new_key not in page.content()
@@ -87,7 +94,7 @@ def test_answer_appears_as_it_streams(alice, fake_openai, browser_page):
 
     partial = seen[:-1]
     assert len(partial) >= 3, seen  # several states before the end: pieces rendered as they came
-    assert all(len(a) < len(b) for a, b in zip(seen, seen[1:])), seen
+    assert all(len(a) < len(b) for a, b in zip(seen, seen[1:], strict=False)), seen
     assert fake_openai.streams_completed == 1
 
     # Rendered as Markdown: a code block, a list, a table, a safe link.
@@ -98,14 +105,17 @@ def test_answer_appears_as_it_streams(alice, fake_openai, browser_page):
     assert link.get_attribute("href") == "https://docs.python.org/3/library/stdtypes.html"
     assert link.get_attribute("rel") == "noopener noreferrer nofollow"
 
-    # chatbot-ui's request: its body shape, the session cookie and the CSRF header.
-    (request,) = [r for r in requests if r.url.endswith("/api/chat/openai")]
+    # The saved conversation's streaming endpoint: the question, the model and temperature picked, the
+    # session cookie and the CSRF header.
+    (request,) = [r for r in requests if r.url.endswith("/messages/")]
     body = json.loads(request.post_data)
-    assert body["chatSettings"]["model"] == "gpt-4o-mini"
-    assert body["chatSettings"]["temperature"] == 0.5
-    assert [m["role"] for m in body["messages"]] == ["system", "user"]
-    assert body["messages"][1]["content"] == "How do I reverse a string in Python?"
+    assert body == {
+        "content": "How do I reverse a string in Python?",
+        "model": "gpt-4o-mini",
+        "temperature": 0.5,
+    }
     assert request.headers["x-csrftoken"]
+    assert request.headers["accept"] == "text/event-stream"
     screenshot(page, "chat.png")
 
 
@@ -213,19 +223,29 @@ def test_key_is_never_in_any_page(alice, browser_page):
 
 
 MARKDOWN_CASES = {
-    "# Title\n\nSome *em*, **strong**, `code` and ~~gone~~.": '<h3 class="md-h1">Title</h3><p>Some <em>em</em>, <strong>strong</strong>, <code>code</code> and '
-    "<del>gone</del>.</p>",
+    "# Title\n\nSome *em*, **strong**, `code` and ~~gone~~.": (
+        '<h3 class="md-h1">Title</h3><p>Some <em>em</em>, <strong>strong</strong>, <code>code</code> and '
+        "<del>gone</del>.</p>"
+    ),
     "- a\n  - b\n- c": "<ul><li>a<ul><li>b</li></ul></li><li>c</li></ul>",
     "Steps:\n3. x\n4. y\n\nafter": '<p>Steps:</p><ol start="3"><li>x</li><li>y</li></ol><p>after</p>',
     "1. one\n\n   more\n2. two": "<ol><li><p>one</p><p>more</p></li><li>two</li></ol>",
     "line one\nline two": "<p>line one<br>line two</p>",
-    "> quote\n\n---\n\n\\*not em\\* and my_var_name": "<blockquote><p>quote</p></blockquote><hr><p>*not em* and my_var_name</p>",
-    "| a | b |\n|:-:|--:|\n| 1 | 2 |": '<div class="table-wrap"><table><thead><tr><th class="align-center">a</th><th class="align-right">b</th>'
-    '</tr></thead><tbody><tr><td class="align-center">1</td><td class="align-right">2</td></tr></tbody></table>'
-    "</div>",
-    "<b>x</b> & <script>alert(1)</script>": "<p>&lt;b&gt;x&lt;/b&gt; &amp; &lt;script&gt;alert(1)&lt;/script&gt;</p>",
-    "[a](javascript:alert(1)) ![i](https://x.example/i.png)": '<p><span>a</span> <a href="https://x.example/i.png" rel="noopener noreferrer nofollow" target="_blank">i</a>'
-    "</p>",
+    "> quote\n\n---\n\n\\*not em\\* and my_var_name": (
+        "<blockquote><p>quote</p></blockquote><hr><p>*not em* and my_var_name</p>"
+    ),
+    "| a | b |\n|:-:|--:|\n| 1 | 2 |": (
+        '<div class="table-wrap" tabindex="0"><table><thead><tr><th class="align-center">a</th>'
+        '<th class="align-right">b</th></tr></thead><tbody><tr><td class="align-center">1</td>'
+        '<td class="align-right">2</td></tr></tbody></table></div>'
+    ),
+    "<b>x</b> & <script>alert(1)</script>": (
+        "<p>&lt;b&gt;x&lt;/b&gt; &amp; &lt;script&gt;alert(1)&lt;/script&gt;</p>"
+    ),
+    "[a](javascript:alert(1)) ![i](https://x.example/i.png)": (
+        '<p><span>a</span> <a href="https://x.example/i.png" rel="noopener noreferrer nofollow" '
+        'target="_blank">i</a></p>'
+    ),
 }
 
 
@@ -243,7 +263,7 @@ def test_markdown_renderer_builds_only_safe_elements(browser_page):
         }""",
         list(MARKDOWN_CASES),
     )
-    assert dict(zip(MARKDOWN_CASES, rendered)) == MARKDOWN_CASES
+    assert dict(zip(MARKDOWN_CASES, rendered, strict=False)) == MARKDOWN_CASES
 
 
 def test_unclosed_code_fence_renders_while_streaming(browser_page):
@@ -256,5 +276,6 @@ def test_unclosed_code_fence_renders_while_streaming(browser_page):
       return box.innerHTML;
     }""")
     assert (
-        "<pre><code class=\"language-js\">let x = '&lt;img src=x onerror=alert(1)&gt;';</code></pre>" in html
+        '<pre tabindex="0"><code class="language-js">'
+        "let x = '&lt;img src=x onerror=alert(1)&gt;';</code></pre>" in html
     )

@@ -4,6 +4,7 @@ import pytest
 from django.test import AsyncClient
 
 from profiles.models import Profile
+from profiles.tokens import token_create
 from tests.conftest import make_user
 from tests.fake_openai import Scenario
 from tests.helpers import chat_body, json_of, post_chat
@@ -20,9 +21,7 @@ async def error_of(token: str, body=None, **kwargs):
 
 
 def user_with_key(username: str, key: str) -> str:
-    from rest_framework.authtoken.models import Token
-
-    return Token.objects.create(user=make_user(username, api_key=key)).key
+    return token_create(user=make_user(username, api_key=key), name="tests")[1]
 
 
 async def test_missing_key_links_to_settings(fake_openai, bob_token):

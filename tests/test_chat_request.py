@@ -131,12 +131,12 @@ async def test_no_credentials_is_401_json(fake_openai):
 
 
 async def test_unknown_or_revoked_token_is_401(fake_openai, alice, alice_token):
-    from asgiref.sync import sync_to_async
-    from rest_framework.authtoken.models import Token
+    from profiles.models import ApiToken
+    from profiles.tokens import token_digest
 
     response, content = await post_chat(AsyncClient(), chat_body(), token="0" * 40)
     assert (response.status_code, json_of(content)["code"]) == (401, "invalid_token")
-    await sync_to_async(Token.objects.filter(key=alice_token).delete)()
+    await ApiToken.objects.filter(digest=token_digest(alice_token)).adelete()
     response, _ = await post_chat(AsyncClient(), chat_body(), token=alice_token)
     assert response.status_code == 401
 

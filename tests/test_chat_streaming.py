@@ -54,9 +54,10 @@ async def test_client_disconnect_cancels_the_upstream(live_app, fake_openai, ali
 async def test_midstream_failure_truncates_the_response(live_app, fake_openai, alice_token, caplog):
     fake_openai.scenario = Scenario(pieces=["one ", "two ", "three "], fail_after=2, gap=0.05)
     received = b""
-    async with aiohttp.ClientSession() as session, session.post(
-        live_app + CHAT_URL, data=json.dumps(chat_body()), headers=auth(alice_token)
-    ) as resp:
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(live_app + CHAT_URL, data=json.dumps(chat_body()), headers=auth(alice_token)) as resp,
+    ):
         assert resp.status == 200
         with pytest.raises(aiohttp.ClientPayloadError):
             async for chunk in resp.content.iter_any():
@@ -66,17 +67,19 @@ async def test_midstream_failure_truncates_the_response(live_app, fake_openai, a
 
 async def test_stream_ending_without_done_is_truncated(live_app, fake_openai, alice_token):
     fake_openai.scenario = Scenario(pieces=["a", "b"], end_without_done=True)
-    async with aiohttp.ClientSession() as session, session.post(
-        live_app + CHAT_URL, data=json.dumps(chat_body()), headers=auth(alice_token)
-    ) as resp:
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(live_app + CHAT_URL, data=json.dumps(chat_body()), headers=auth(alice_token)) as resp,
+    ):
         with pytest.raises(aiohttp.ClientPayloadError):
             await resp.read()
 
 
 async def test_complete_answer_ends_cleanly(live_app, fake_openai, alice_token):
-    async with aiohttp.ClientSession() as session, session.post(
-        live_app + CHAT_URL, data=json.dumps(chat_body()), headers=auth(alice_token)
-    ) as resp:
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(live_app + CHAT_URL, data=json.dumps(chat_body()), headers=auth(alice_token)) as resp,
+    ):
         assert await resp.read() == b"tok0 tok1 tok2 tok3 tok4 "
     assert fake_openai.streams_completed == 1
 
@@ -85,9 +88,10 @@ async def test_multibyte_text_split_across_network_reads(live_app, fake_openai, 
     pieces = ["日本語", "の", "テキスト", "😀", "é", "中文"]
     fake_openai.scenario = Scenario(pieces=pieces, split_bytes=True)
     chunks: list[bytes] = []
-    async with aiohttp.ClientSession() as session, session.post(
-        live_app + CHAT_URL, data=json.dumps(chat_body()), headers=auth(alice_token)
-    ) as resp:
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(live_app + CHAT_URL, data=json.dumps(chat_body()), headers=auth(alice_token)) as resp,
+    ):
         async for chunk in resp.content.iter_any():
             chunks.append(chunk)
     for chunk in chunks:
@@ -96,9 +100,10 @@ async def test_multibyte_text_split_across_network_reads(live_app, fake_openai, 
 
 
 async def test_error_before_streaming_has_real_status(live_app, fake_openai, bob_token):
-    async with aiohttp.ClientSession() as session, session.post(
-        live_app + CHAT_URL, data=json.dumps(chat_body()), headers=auth(bob_token)
-    ) as resp:
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(live_app + CHAT_URL, data=json.dumps(chat_body()), headers=auth(bob_token)) as resp,
+    ):
         assert resp.status == 400
         body = await resp.json(content_type=None)
     assert body["code"] == "openai_api_key_missing"
@@ -109,19 +114,20 @@ async def test_concurrent_streams_do_not_mix_users(
     live_app, fake_openai, alice_token, transactional_db, settings
 ):
     from asgiref.sync import sync_to_async
-    from rest_framework.authtoken.models import Token
 
+    from profiles.tokens import token_create
     from tests.conftest import make_user
 
     other = await sync_to_async(make_user)("frank", api_key="sk-frank-key-55555555")
-    frank_token = (await sync_to_async(Token.objects.create)(user=other)).key
+    frank_token = (await sync_to_async(token_create)(user=other, name="tests"))[1]
     fake_openai.scenario = Scenario(pieces=["x"] * 5, gap=0.02)
     settings.MAX_STREAMS_PER_USER = 5  # five at once per user (the cap is tested in test_limits.py)
 
     async def one(token: str) -> int:
-        async with aiohttp.ClientSession() as session, session.post(
-            live_app + CHAT_URL, data=json.dumps(chat_body()), headers=auth(token)
-        ) as resp:
+        async with (
+            aiohttp.ClientSession() as session,
+            session.post(live_app + CHAT_URL, data=json.dumps(chat_body()), headers=auth(token)) as resp,
+        ):
             await resp.read()
             return resp.status
 
@@ -136,9 +142,12 @@ async def test_truncation_is_one_warning_not_a_server_traceback(live_app, fake_o
 
     fake_openai.scenario = Scenario(pieces=["one ", "two ", "three "], fail_after=1, gap=0.05)
     with caplog.at_level(logging.INFO):
-        async with aiohttp.ClientSession() as session, session.post(
-            live_app + CHAT_URL, data=json.dumps(chat_body()), headers=auth(alice_token)
-        ) as resp:
+        async with (
+            aiohttp.ClientSession() as session,
+            session.post(
+                live_app + CHAT_URL, data=json.dumps(chat_body()), headers=auth(alice_token)
+            ) as resp,
+        ):
             with pytest.raises(aiohttp.ClientPayloadError):
                 await resp.read()
         await asyncio.sleep(0.2)  # the server logs once the response is over

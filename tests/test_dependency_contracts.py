@@ -23,20 +23,22 @@ from django.contrib.messages.storage.fallback import FallbackStorage
 from django.core.handlers.asgi import ASGIHandler
 from django.db import connection
 from django.test import AsyncClient, RequestFactory
+from django.utils import timezone
 from django.utils.deprecation import MiddlewareMixin
 from django.utils.module_loading import import_string
-from openai._vendor.httpx_aiohttp.transport import AiohttpResponseStream
-from rest_framework.authtoken.models import Token
+from openai._vendor.httpx_aiohttp.transport import AiohttpResponseStream, AiohttpTransport
 from rest_framework.request import Request
 
 from core.django_internals import ON_LOOP_TWINS, columns_of, compiled_sql, converted_row
-from profiles.models import Profile
+from profiles.models import ApiToken, Profile
+from profiles.tokens import token_digest
 from tests.fake_openai import Scenario
 from tests.helpers import chat_body, post_chat
-from upstream import sdk_internals
+from upstream import host_guard, sdk_internals
 from upstream.client import pooled_client, request_options, with_retries
 from upstream.credentials import OpenAICredentials
 from upstream.errors import map_upstream_error
+from upstream.host_guard import GuardedResolver, HostRefused
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -177,6 +179,68 @@ async def test_a_refused_connection_is_told_from_a_timeout(fake_openai, settings
     assert map_upstream_error(slow.value).code == "openai_timeout"
 
 
+async def test_the_transport_never_follows_a_redirect_itself():
+    """aiohttp's redirects stay off in the SDK's transport (httpx2's are ours to turn off: 3. below):
+    a user's server could otherwise send the request, key and all, somewhere the guard never saw."""
+    calls = [
+        node
+        for node in ast.walk(
+            ast.parse(textwrap.dedent(inspect.getsource(AiohttpTransport.handle_async_request)))
+        )
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "request"
+    ]
+    assert len(calls) == 1
+    keywords = {keyword.arg: keyword.value for keyword in calls[0].keywords}
+    assert (
+        isinstance(keywords["allow_redirects"], ast.Constant) and keywords["allow_redirects"].value is False
+    )
+
+
+async def test_a_guarded_client_uses_our_session_resolver_and_no_redirects(
+    fake_openai, settings, monkeypatch
+):
+    """3. httpx2 takes the transport it is given; the vendored transport takes a session factory and
+    calls it on its first request; the connector resolves through GuardedResolver."""
+    settings.UPSTREAM_ALLOWED_HOSTS = ["fake-upstream.lan"]
+    monkeypatch.setattr(host_guard, "resolve", lambda host, port: ["127.0.0.1"])
+    http_client = sdk_internals.guarded_http_client(timeout=openai.Timeout(5.0), max_connections=10)
+    assert http_client.follow_redirects is False and http_client._trust_env is False
+    transport = http_client._transport
+    assert isinstance(transport, AiohttpTransport) and callable(transport.client)
+    port = fake_openai.base_url.rsplit(":", 1)[1].split("/")[0]
+    client = openai.AsyncOpenAI(
+        api_key="per-request", base_url=f"http://fake-upstream.lan:{port}/v1", http_client=http_client
+    )
+    try:
+        await client.models.list(**request_options(CREDENTIALS))
+        session = transport.client
+        assert isinstance(session, aiohttp.ClientSession)
+        assert isinstance(session.connector._resolver, GuardedResolver)  # type: ignore[union-attr]
+    finally:
+        await client.close()
+
+
+async def test_a_refusal_at_connection_time_is_on_the_sdk_errors_cause_chain(
+    fake_openai, settings, monkeypatch
+):
+    """4. The resolver's HostRefused reaches us through aiohttp and the SDK as the cause of its error."""
+    settings.UPSTREAM_ALLOWED_HOSTS = []
+    monkeypatch.setattr(host_guard, "resolve", lambda host, port: ["127.0.0.1"])
+    client = openai.AsyncOpenAI(
+        api_key="per-request",
+        base_url="https://rebound.example.com/v1",
+        max_retries=0,
+        http_client=sdk_internals.guarded_http_client(timeout=openai.Timeout(5.0), max_connections=10),
+    )
+    try:
+        with pytest.raises(openai.APIConnectionError) as failed:
+            await client.models.list(**request_options(CREDENTIALS))
+    finally:
+        await client.close()
+    refusal = sdk_internals.host_refusal(failed.value)
+    assert isinstance(refusal, HostRefused) and "a loopback address" in refusal.message
+
+
 # --- Django (core/django_internals.py) ----------------------------------------------------------
 
 # ASGIHandler.__call__ as of Django 6.1, less its docstring and comments: serve HTTP only, and run
@@ -222,20 +286,28 @@ def test_get_messages_is_the_request_s_message_storage():
 
 
 def test_the_compiled_token_query_returns_what_the_orm_would(alice, alice_token):
+    ApiToken.objects.update(last_used_at=timezone.now())  # a datetime column to convert as well
     user_model = get_user_model()
-    fields = [user_model._meta.get_field("id"), *Profile._meta.concrete_fields]
-    queryset = Token.objects.filter(key=alice_token).values_list(
-        "user__id", *(f"user__profile__{field.attname}" for field in Profile._meta.concrete_fields)
+    fields = [
+        ApiToken._meta.get_field("last_used_at"),
+        user_model._meta.get_field("id"),
+        *Profile._meta.concrete_fields,
+    ]
+    digest = token_digest(alice_token)
+    queryset = ApiToken.objects.filter(digest=digest).values_list(
+        "last_used_at",
+        "user__id",
+        *(f"user__profile__{field.attname}" for field in Profile._meta.concrete_fields),
     )
     sql, params = compiled_sql(queryset, "default")
-    assert params == [alice_token]
+    assert params == [digest]
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         row = cursor.fetchone()
-    columns = columns_of([fields[0]]) + columns_of(fields[1:])
+    columns = columns_of(fields)
     assert converted_row(row, columns, connection) == list(
         queryset.get()
-    )  # same values, decrypted key included
+    )  # same values, decrypted key and aware datetimes included
 
 
 # --- Django REST framework (core/drf.py) ------------------------------------------------------------

@@ -21,6 +21,8 @@ PRODUCTION = {
     "PROFILE_ENCRYPTION_KEYS": f"{Fernet.generate_key().decode()},{Fernet.generate_key().decode()}",
     "ALLOWED_HOSTS": "chat.example.com",
     "CSRF_TRUSTED_ORIGINS": "https://chat.example.com",
+    "EMAIL_URL": "smtp+tls://mailer:mail-password@mail.example.com:587",
+    "DEFAULT_FROM_EMAIL": "BYOK Chat <noreply@chat.example.com>",
 }
 
 
@@ -75,3 +77,11 @@ def test_no_key_ring_is_an_error_in_production():
     run = manage("check", "--deploy", **{**PRODUCTION, "PROFILE_ENCRYPTION_KEYS": ""})
     assert run.returncode == 1
     assert "profiles.E001" in run.stderr
+
+
+def test_production_without_an_email_server_is_an_error():
+    """Password-reset e-mails printed on a server's console reach nobody: Django's mail.E001."""
+    production = {name: value for name, value in PRODUCTION.items() if name != "EMAIL_URL"}
+    run = manage("check", "--deploy", **production, SECURE_HSTS_PRELOAD="true")
+    assert run.returncode == 1
+    assert "mail.E001" in run.stderr

@@ -53,9 +53,10 @@ async def raw_post(
 ) -> tuple[int, dict[str, str], bytes]:
     """POST without the SDK, to look at the exact bytes on the wire."""
     all_headers = {"Authorization": "Bearer sk-test", **(headers or {})}
-    async with aiohttp.ClientSession() as session, session.post(
-        f"{server.base_url}/chat/completions", json=body, headers=all_headers
-    ) as resp:
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(f"{server.base_url}/chat/completions", json=body, headers=all_headers) as resp,
+    ):
         return resp.status, dict(resp.headers), await resp.read()
 
 
@@ -244,10 +245,12 @@ async def test_magic_models(
 
 async def test_unknown_path_is_404(server: FakeOpenAI) -> None:
     auth = {"Authorization": "Bearer sk-test"}
-    async with aiohttp.ClientSession() as session:
-        async with session.post(f"{server.base_url}/nope", headers=auth) as resp:
-            assert resp.status == 404
-            assert (await resp.json())["error"]["message"] == "Invalid URL (POST /v1/nope)"
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(f"{server.base_url}/nope", headers=auth) as resp,
+    ):
+        assert resp.status == 404
+        assert (await resp.json())["error"]["message"] == "Invalid URL (POST /v1/nope)"
 
 
 async def test_scenario_error_with_headers(client: openai.AsyncOpenAI, server: FakeOpenAI) -> None:
@@ -340,11 +343,14 @@ async def test_malformed_line_and_missing_done(server: FakeOpenAI) -> None:
 async def test_stall_then_client_leaves_counts_cancelled(server: FakeOpenAI) -> None:
     server.scenario = Scenario(pieces=["a", "b"], stall_after=1)
     timeout = aiohttp.ClientTimeout(sock_read=0.3)
-    async with aiohttp.ClientSession(timeout=timeout) as session, session.post(
-        f"{server.base_url}/chat/completions",
-        json={"model": "gpt-4o", "messages": MESSAGES, "stream": True},
-        headers={"Authorization": "Bearer sk-test"},
-    ) as resp:
+    async with (
+        aiohttp.ClientSession(timeout=timeout) as session,
+        session.post(
+            f"{server.base_url}/chat/completions",
+            json={"model": "gpt-4o", "messages": MESSAGES, "stream": True},
+            headers={"Authorization": "Bearer sk-test"},
+        ) as resp,
+    ):
         await server.wait_for(lambda s: s.open_streams == 1)
         with pytest.raises(asyncio.TimeoutError):
             await resp.read()

@@ -53,9 +53,10 @@ async def test_failures_after_the_first_byte_truncate_and_are_never_retried(
     settings.OPENAI_TIMEOUT = 0.5  # the stall: half a second without a byte ends it
     fake_openai.scenario = scenario
     started = time.monotonic()
-    async with aiohttp.ClientSession() as session, session.post(
-        live_app + CHAT_URL, data=json.dumps(chat_body()), headers=auth(alice_token)
-    ) as resp:
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(live_app + CHAT_URL, data=json.dumps(chat_body()), headers=auth(alice_token)) as resp,
+    ):
         assert resp.status == 200
         received = await read_until_cut(resp)
     # Exactly what came before the fault (even a delta that shared a network read with the bad
@@ -71,9 +72,10 @@ async def test_stall_is_measured_between_bytes_not_over_the_whole_answer(
 ):
     settings.OPENAI_TIMEOUT = 0.5
     fake_openai.scenario = Scenario(pieces=[f"p{i} " for i in range(8)], gap=0.2)  # 1.6 s, never 0.5 s idle
-    async with aiohttp.ClientSession() as session, session.post(
-        live_app + CHAT_URL, data=json.dumps(chat_body()), headers=auth(alice_token)
-    ) as resp:
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(live_app + CHAT_URL, data=json.dumps(chat_body()), headers=auth(alice_token)) as resp,
+    ):
         assert await resp.read() == b"p0 p1 p2 p3 p4 p5 p6 p7 "
 
 
@@ -86,7 +88,7 @@ def pool_connections() -> tuple[int, int]:
     for per_loop in list(upstream._clients.values()):
         for client in per_loop.values():
             session = client._client._transport.client  # the SDK's aiohttp session, once it has been used
-            if session is None:
+            if session is None or session.closed:  # not used yet, or closed by another test
                 continue
             connector = session.connector
             in_use += len(connector._acquired)

@@ -19,24 +19,26 @@ from django.test import AsyncClient
 from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
-from rest_framework.authtoken.models import Token
 
+from profiles.models import ApiToken
+from profiles.tokens import token_digest
 from tests.conftest import make_user
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 FUZZ_TOKEN = "fuzz0token0000000000000000000000000000ab"
 FUZZ_KEY = "sk-fuzz-mallory-key-0123456789abcdef"
-CHAT, V1_CHAT, V1_MODELS, PROFILE, TOKEN = (
+CHAT, V1_CHAT, V1_MODELS, PROFILE, TOKEN, TOKENS = (
     "/api/chat/openai",
     "/v1/chat/completions",
     "/v1/models",
     "/api/profile/",
     "/api/token/",
+    "/api/tokens/",
 )
-ENDPOINTS = [CHAT, V1_CHAT, PROFILE, TOKEN]
+ENDPOINTS = [CHAT, V1_CHAT, PROFILE, TOKEN, TOKENS]
 METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "HEAD", "TRACE", "PROPFIND"]
-EXAMPLES = {CHAT: 1000, V1_CHAT: 800, PROFILE: 500, TOKEN: 400, V1_MODELS: 100, "raw": 600}
+EXAMPLES = {CHAT: 1000, V1_CHAT: 800, PROFILE: 500, TOKEN: 400, TOKENS: 300, V1_MODELS: 100, "raw": 600}
 TRIED: Counter[str] = Counter()
 STATUSES: Counter[int] = Counter()
 
@@ -64,11 +66,16 @@ def _report_counts(request):
 @pytest.fixture
 def fuzz_user(transactional_db, fake_openai, settings):
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # many logins
-    settings.REST_FRAMEWORK = {**settings.REST_FRAMEWORK, "DEFAULT_THROTTLE_RATES": {"login_failures": None}}
+    settings.LOGIN_FAILURE_RATE = ""  # not throttled: many logins
     settings.MAX_STREAMS_PER_USER = 0
     user = make_user("mallory", api_key=FUZZ_KEY)
-    Token.objects.create(user=user, key=FUZZ_TOKEN)
+    ApiToken.objects.create(**fuzz_token_row(user.pk))
     return user
+
+
+def fuzz_token_row(user_id: int) -> dict:
+    """FUZZ_TOKEN as stored (its digest): a fixed token, so the strategies below can name it."""
+    return {"user_id": user_id, "name": "fuzz", "prefix": FUZZ_TOKEN[:10], "digest": token_digest(FUZZ_TOKEN)}
 
 
 # --- what a good error looks like ---------------------------------------------------------------
@@ -119,7 +126,8 @@ class Sender:
         else:
             content = response.content
         if path == TOKEN and method == "DELETE" and response.status_code == 204:
-            await Token.objects.aget_or_create(key=FUZZ_TOKEN, defaults={"user_id": await self._user_id()})
+            row = fuzz_token_row(await self._user_id())
+            await ApiToken.objects.aget_or_create(digest=row.pop("digest"), defaults=row)
         return response.status_code, response.get("Content-Type", ""), content
 
     @staticmethod
@@ -257,6 +265,21 @@ token_body = some(
             optional={
                 "username": some(st.sampled_from(["mallory", "alice", ""])),
                 "password": some(st.text(max_size=20)),
+                "name": some(st.text(max_size=120)),
+                "expires_in_days": some(st.integers(min_value=-10, max_value=10**20)),
+            },
+        ),
+        extra_fields,
+    )
+)
+tokens_body = some(
+    st.builds(
+        lambda base, extra: {**extra, **base},
+        st.fixed_dictionaries(
+            {},
+            optional={
+                "name": some(st.text(max_size=120)),
+                "expires_in_days": some(st.integers(min_value=-10, max_value=10**20) | st.floats()),
             },
         ),
         extra_fields,
@@ -351,6 +374,7 @@ def request_to(path: str, body_strategy, methods: list[str]):
         (V1_CHAT, v1_body, ["POST"]),
         (PROFILE, profile_body, ["GET", "PATCH"]),
         (TOKEN, token_body, ["POST", "DELETE"]),
+        (TOKENS, tokens_body, ["GET", "POST"]),
         (V1_MODELS, st.just({}), ["GET"]),
     ],
 )
@@ -386,7 +410,7 @@ async def test_arbitrary_bytes_to_every_endpoint(fuzz_user):
 
 DEEP_ARRAY = b"[" * 100_000 + b"]" * 100_000
 DEEP_OBJECT = b'{"a":' * 100_000 + b"1" + b"}" * 100_000
-METHOD_OF = {CHAT: "POST", V1_CHAT: "POST", PROFILE: "PATCH", TOKEN: "POST"}
+METHOD_OF = {CHAT: "POST", V1_CHAT: "POST", PROFILE: "PATCH", TOKEN: "POST", TOKENS: "POST"}
 
 
 @pytest.mark.parametrize("path", ENDPOINTS)
@@ -439,12 +463,15 @@ async def test_bodies_past_the_limit_get_413_over_http(live_app, fuzz_user, path
     """The documented default (MAX_REQUEST_BYTES, 8 MiB) for every endpoint, declared or chunked."""
     body = _oversize_body(path, 8 * 1024 * 1024 + 1)
     data = body if framing == "content-length" else _chunks(body)
-    async with aiohttp.ClientSession() as session, session.request(
-        METHOD_OF[path],
-        live_app + path,
-        data=data,
-        headers={"Authorization": f"Bearer {FUZZ_TOKEN}", "Content-Type": "application/json"},
-    ) as resp:
+    async with (
+        aiohttp.ClientSession() as session,
+        session.request(
+            METHOD_OF[path],
+            live_app + path,
+            data=data,
+            headers={"Authorization": f"Bearer {FUZZ_TOKEN}", "Content-Type": "application/json"},
+        ) as resp,
+    ):
         content = await resp.read()
         assert resp.status == 413, content[:300]
         check_answer(path, METHOD_OF[path], 413, resp.headers["Content-Type"], content)
@@ -455,12 +482,15 @@ async def test_bodies_past_the_limit_get_413_over_http(live_app, fuzz_user, path
 async def test_chunked_bodies_within_the_limit_are_read(live_app, fuzz_user, path):
     # DRF skips parsing a body without Content-Length; the ASGI body limit gives it one.
     body = {PROFILE: {"openai_organization_id": "org-chunked"}, TOKEN: {"username": "mallory"}}[path]
-    async with aiohttp.ClientSession() as session, session.request(
-        METHOD_OF[path],
-        live_app + path,
-        data=_chunks(json.dumps(body).encode()),
-        headers={"Authorization": f"Bearer {FUZZ_TOKEN}", "Content-Type": "application/json"},
-    ) as resp:
+    async with (
+        aiohttp.ClientSession() as session,
+        session.request(
+            METHOD_OF[path],
+            live_app + path,
+            data=_chunks(json.dumps(body).encode()),
+            headers={"Authorization": f"Bearer {FUZZ_TOKEN}", "Content-Type": "application/json"},
+        ) as resp,
+    ):
         answer = await resp.json()
     if path == PROFILE:
         assert answer["openai_organization_id"] == "org-chunked"
@@ -479,7 +509,7 @@ async def test_an_endless_body_is_not_read_to_its_end(live_app, fuzz_user, setti
             yield b" " * (64 * 1024)
 
     statuses: list[int] = []
-    with caplog.at_level(logging.WARNING, logger="django.request"):
+    with caplog.at_level(logging.INFO, logger="django.request"):
         async with aiohttp.ClientSession() as session:
             try:
                 async with session.post(

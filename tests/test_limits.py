@@ -36,9 +36,12 @@ def _fresh_slots(settings):
 
 
 async def stream_status(live_app: str, token: str) -> int:
-    async with aiohttp.ClientSession() as session, session.post(
-        live_app + CHAT_URL, data=json.dumps(chat_body()), headers={"Authorization": f"Token {token}"}
-    ) as resp:
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(
+            live_app + CHAT_URL, data=json.dumps(chat_body()), headers={"Authorization": f"Token {token}"}
+        ) as resp,
+    ):
         await resp.read()
         return resp.status
 
@@ -59,13 +62,13 @@ async def test_past_the_cap_is_429_with_a_clear_message(fake_openai, alice, alic
 
 async def test_cap_is_per_user(fake_openai, alice, transactional_db):
     from asgiref.sync import sync_to_async
-    from rest_framework.authtoken.models import Token
 
+    from profiles.tokens import token_create
     from tests.conftest import make_user
 
     held = await acquire_stream_slot(user_id=alice.pk)
     frank = await sync_to_async(make_user)("frank", api_key="sk-frank-key-55555555")
-    token = (await sync_to_async(Token.objects.create)(user=frank)).key
+    token = (await sync_to_async(token_create)(user=frank, name="tests"))[1]
     response, _ = await post_chat(AsyncClient(), chat_body(), token=token)
     assert response.status_code == 200
     await held.release()
@@ -88,11 +91,14 @@ async def test_errors_before_streaming_give_the_slot_back(fake_openai, alice_tok
 
 async def test_midstream_failure_gives_the_slot_back(live_app, fake_openai, alice_token):
     fake_openai.scenario = Scenario(pieces=["a", "b", "c"], fail_after=1)
-    async with aiohttp.ClientSession() as session, session.post(
-        live_app + CHAT_URL,
-        data=json.dumps(chat_body()),
-        headers={"Authorization": f"Token {alice_token}"},
-    ) as resp:
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(
+            live_app + CHAT_URL,
+            data=json.dumps(chat_body()),
+            headers={"Authorization": f"Token {alice_token}"},
+        ) as resp,
+    ):
         with pytest.raises(aiohttp.ClientPayloadError):
             await resp.read()
     fake_openai.scenario = None
@@ -213,8 +219,8 @@ def two_workers(tmp_path, fake_openai):
             *manage,
             "shell",
             "-c",
-            "from tests.conftest import make_user; from rest_framework.authtoken.models import Token; "
-            f"print(Token.objects.create(user=make_user('alice', api_key={ALICE_KEY!r})).key)",
+            "from tests.conftest import make_user; from profiles.tokens import token_create; "
+            f"print(token_create(user=make_user('alice', api_key={ALICE_KEY!r}), name='tests')[1])",
         ],
         env=env,
         check=True,
@@ -448,7 +454,7 @@ async def test_a_client_gone_while_its_slot_is_taken_leaves_no_slot(alice):
             }
         }
     ):
-        for attempt in range(20):
+        for _ in range(20):
             taking = asyncio.create_task(acquire_stream_slot(user_id=alice.pk))
             await asyncio.sleep(0)  # now waiting for the worker thread
             taking.cancel()

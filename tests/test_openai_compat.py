@@ -11,9 +11,10 @@ import orjson
 import pytest
 from asgiref.sync import sync_to_async
 from django.test import AsyncClient
-from rest_framework.authtoken.models import Token
 
 from profiles.exceptions import KEY_MISSING
+from profiles.models import ApiToken
+from profiles.tokens import token_create, token_digest
 from tests.conftest import ALICE_KEY, ALICE_ORG, make_user
 from tests.fake_openai import MODEL_IDS, Scenario
 from tests.helpers import chat_body, post_chat
@@ -61,7 +62,7 @@ def sse_events(content: bytes) -> list[bytes]:
 
 async def token_for(username: str, key: str | None = None) -> str:
     user = await sync_to_async(make_user)(username, api_key=key)
-    return (await Token.objects.acreate(user=user)).key
+    return (await sync_to_async(token_create)(user=user, name="tests"))[1]
 
 
 # --- success ----------------------------------------------------------------------------------
@@ -179,7 +180,7 @@ async def test_no_token_is_openais_invalid_api_key(fake_openai, transactional_db
 async def test_unknown_or_revoked_token_is_401(fake_openai, alice, alice_token):
     response, content = await post(completion_body(), token="no-such-token")
     await openai_error(response, content, 401, "invalid_api_key")
-    await Token.objects.filter(key=alice_token).adelete()
+    await ApiToken.objects.filter(digest=token_digest(alice_token)).adelete()
     response, content = await post(completion_body(), token=alice_token)
     error = await openai_error(response, content, 401, "invalid_api_key")
     assert error["message"] == "Invalid or revoked API token."
@@ -357,9 +358,12 @@ async def test_client_disconnect_cancels_the_upstream(live_app, fake_openai, ali
 
 
 async def stream_over_http(live_app: str, token: str) -> bytes:
-    async with aiohttp.ClientSession() as session, session.post(
-        live_app + COMPLETIONS, data=json.dumps(completion_body(stream=True)), headers=auth(token)
-    ) as resp:
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(
+            live_app + COMPLETIONS, data=json.dumps(completion_body(stream=True)), headers=auth(token)
+        ) as resp,
+    ):
         assert resp.status == 200
         return await resp.read()  # a clean end: no ClientPayloadError
 

@@ -9,9 +9,10 @@ import asyncio
 import openai
 import pytest
 from asgiref.sync import sync_to_async
-from rest_framework.authtoken.models import Token
 
 from profiles.exceptions import KEY_MISSING
+from profiles.models import ApiToken
+from profiles.tokens import token_create, token_digest
 from tests.conftest import ALICE_KEY, make_user
 from tests.fake_openai import MODEL_IDS, Scenario
 
@@ -27,7 +28,7 @@ def sdk(live_app: str, token: str, **options) -> openai.AsyncOpenAI:
 
 async def token_for(username: str, key: str | None = None) -> str:
     user = await sync_to_async(make_user)(username, api_key=key)
-    return (await Token.objects.acreate(user=user)).key
+    return (await sync_to_async(token_create)(user=user, name="tests"))[1]
 
 
 async def test_sync_client_streams_and_lists_models(live_app, fake_openai, alice_token):
@@ -111,7 +112,7 @@ async def test_wrong_or_revoked_token_is_an_authentication_error(live_app, fake_
             await client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
     assert caught.value.code == "invalid_api_key"
     assert caught.value.type == "invalid_request_error"
-    await Token.objects.filter(key=alice_token).adelete()
+    await ApiToken.objects.filter(digest=token_digest(alice_token)).adelete()
     async with sdk(live_app, alice_token) as client:
         with pytest.raises(openai.AuthenticationError):
             await client.models.list()

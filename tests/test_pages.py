@@ -1,4 +1,5 @@
-"""The web pages with Django's test client: login, logout, sign-up, settings, chat; CSP; the key never shown."""
+"""The web pages with Django's test client: login, logout, sign-up, settings, chat; CSP; the key never
+shown."""
 
 import re
 
@@ -6,6 +7,7 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.test import AsyncClient
 
+from conversations.services import conversation_create
 from profiles.models import Profile
 from tests.conftest import ALICE_KEY, ALICE_ORG, PASSWORD, make_user
 
@@ -151,12 +153,36 @@ def test_chat_page_offers_the_configured_models(erin_client, settings):
 def test_chat_page_carries_what_its_script_needs(erin_client):
     response = erin_client.get("/")
     html = page_text(response)
-    assert 'data-api-url="/api/chat/openai"' in html
+    assert 'data-conversations-url="/api/conversations/"' in html
+    assert 'data-conversation-id=""' in html  # "/": a new chat
     assert 'data-settings-url="/profile/settings/"' in html
     token = re.search(r'data-csrf-token="([^"]+)"', html).group(1)
     assert len(token) >= 32
     assert response.cookies["csrftoken"].value  # the header token pairs with this cookie
     assert '<script type="module" src="/static/js/chat.js"></script>' in html
+
+
+def test_a_conversation_has_its_own_address(erin_client, erin):
+    conversation = conversation_create(owner=erin, title="Tides <and> the moon")
+    response = erin_client.get(f"/c/{conversation.id}/")
+    assert response.status_code == 200
+    html = page_text(response)
+    assert f'data-conversation-id="{conversation.id}"' in html
+    assert '<h1 class="visually-hidden" data-title>Tides &lt;and&gt; the moon</h1>' in html
+    assert "<title>Tides &lt;and&gt; the moon · BYOK Chat</title>" in html
+    assert '<a href="/" aria-current="page">Chat</a>' in html
+
+
+def test_another_users_conversation_is_the_404_page(client, erin):
+    conversation = conversation_create(owner=erin, title="Private")
+    client.force_login(make_user("bob"))
+    response = client.get(f"/c/{conversation.id}/")
+    assert response.status_code == 404
+    assert "Private" not in page_text(response)
+    assert "Page not found" in page_text(response)
+    assert client.get("/c/00000000-0000-4000-8000-000000000000/").status_code == 404
+    client.logout()
+    assert client.get(f"/c/{conversation.id}/")["Location"].startswith("/accounts/login/")
 
 
 def test_chat_page_points_users_without_a_key_to_settings(client, erin):

@@ -5,19 +5,22 @@ import asyncio
 import gc
 import json
 import threading
+from datetime import timedelta
 
 import aiohttp
 import pytest
 from asgiref.sync import iscoroutinefunction, sync_to_async
 from django.contrib.auth import get_user_model
+from django.db import connection
 from django.test import AsyncClient
+from django.utils import timezone
 from openai._response import AsyncAPIResponse
-from rest_framework.authtoken.models import Token
 
 from core import django_internals as on_loop
 from core.django_internals import ON_LOOP_TWINS, ChatASGIHandler, routes_to_async_view
-from profiles.models import Profile
-from profiles.token_query import user_and_profile_for_token
+from profiles.models import ApiToken, Profile
+from profiles.token_query import token_lookup
+from profiles.tokens import token_create, token_digest
 from tests.conftest import ALICE_KEY, ALICE_ORG, PASSWORD
 from tests.fake_openai import Scenario
 from tests.helpers import CHAT_URL, chat_body, json_of, post_chat
@@ -90,7 +93,7 @@ async def test_open_streams_hold_no_thread_each(live_app, fake_openai, alice, se
     """Django would start a thread per request and keep it until the response ends."""
     settings.MAX_STREAMS_PER_USER = 20
     fake_openai.scenario = Scenario(pieces=["a"] * 40, gap=0.05)
-    token = await sync_to_async(lambda: Token.objects.create(user=alice).key)()
+    token = (await sync_to_async(token_create)(user=alice, name="tests"))[1]
     streams = 8
     before = threading.active_count()
     async with aiohttp.ClientSession() as session:
@@ -111,10 +114,11 @@ async def test_open_streams_hold_no_thread_each(live_app, fake_openai, alice, se
 
 
 async def test_open_streams_keep_no_sdk_wrappers(live_app, fake_openai, alice, settings):
-    """While streaming, only the aiohttp response is held (sdk_internals.network_body), not the SDK's wrappers."""
+    """While streaming, only the aiohttp response is held (sdk_internals.network_body), not the SDK's
+    wrappers."""
     settings.MAX_STREAMS_PER_USER = 20
     fake_openai.scenario = Scenario(pieces=["a"] * 40, gap=0.05)
-    token = await sync_to_async(lambda: Token.objects.create(user=alice).key)()
+    token = (await sync_to_async(token_create)(user=alice, name="tests"))[1]
     async with aiohttp.ClientSession() as session:
         api = await session.post(
             live_app + CHAT_URL, data=json.dumps(chat_body()), headers={"Authorization": f"Token {token}"}
@@ -140,7 +144,17 @@ async def test_open_streams_keep_no_sdk_wrappers(live_app, fake_openai, alice, s
 
 
 def test_token_query_builds_what_the_orm_would(alice, alice_token):
-    user, profile = user_and_profile_for_token(alice_token)
+    stored = ApiToken.objects.get(user=alice)
+    stored.last_used_at = timezone.now() - timedelta(minutes=5)
+    stored.expires_at = timezone.now() + timedelta(days=3)
+    stored.save()
+    match = token_lookup(token_digest(alice_token))
+    assert (match.token_id, match.last_used_at, match.expires_at) == (
+        stored.pk,
+        stored.last_used_at,
+        stored.expires_at,
+    )  # aware datetimes: the backend's converters ran
+    user, profile = match.user, match.profile
     expected = Profile.objects.get(user=alice)
     assert user.pk == alice.pk and user.is_active
     assert user.get_deferred_fields() >= {"password", "username"}  # only id and is_active are loaded
@@ -156,9 +170,22 @@ def test_token_query_builds_what_the_orm_would(alice, alice_token):
 
 def test_token_query_without_profile_or_token(bob, bob_token):
     Profile.objects.filter(user=bob).delete()
-    user, profile = user_and_profile_for_token(bob_token)
-    assert user.pk == bob.pk and profile is None
-    assert user_and_profile_for_token("no-such-token") is None
+    match = token_lookup(token_digest(bob_token))
+    assert match.user.pk == bob.pk and match.profile is None
+    assert (match.last_used_at, match.expires_at) == (None, None)
+    assert token_lookup(token_digest("no-such-token")) is None
+    assert token_lookup(token_digest(bob_token)[:-1]) is None
+
+
+def test_token_query_is_one_query_by_the_digest_index(alice, alice_token, django_assert_num_queries):
+    token_lookup(token_digest(alice_token))  # compiled once, on first use
+    with django_assert_num_queries(1) as captured:
+        assert token_lookup(token_digest(alice_token)) is not None
+    sql = captured.captured_queries[0]["sql"]
+    assert '"profiles_apitoken"."digest" =' in sql and "LEFT OUTER JOIN" in sql
+    with connection.cursor() as cursor:
+        constraints = connection.introspection.get_constraints(cursor, "profiles_apitoken").values()
+    assert any(c["columns"] == ["digest"] and (c["unique"] or c["index"]) for c in constraints)
 
 
 async def test_inactive_user_token_is_refused(fake_openai, alice, alice_token):

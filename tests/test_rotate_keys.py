@@ -11,8 +11,8 @@ from django.db.models import TextField, Value
 from django.db.models.functions import Cast
 
 from profiles import crypto
-from profiles.models import Profile
-from profiles.services import profile_for, profile_set_openai_key
+from profiles.models import Profile, TeamKey
+from profiles.services import profile_for, profile_set_openai_key, team_key_get, team_key_set_openai_key
 from tests import leakcheck
 
 pytestmark = pytest.mark.django_db
@@ -137,3 +137,33 @@ def test_unusable_ring_is_an_error(settings):
     settings.PROFILE_ENCRYPTION_KEYS = ["not-a-fernet-key"]
     with pytest.raises(CommandError, match="not a valid Fernet key"):
         rotate()
+
+
+def test_rotates_the_team_key_too(settings):
+    team_key = "sk-team-rotate-0123456789abcdefgh"
+    settings.PROFILE_ENCRYPTION_KEYS = [OLD]
+    team_key_set_openai_key(team_key=team_key_get(), api_key=team_key)
+    settings.PROFILE_ENCRYPTION_KEYS = [NEW, OLD]
+
+    out, err = rotate()
+    assert "team key: rotated 1" in out and "Done: rotated 1, already current 0" in out
+    stored = (
+        TeamKey.objects.annotate(raw=Cast("openai_api_key", TextField())).values_list("raw", flat=True).get()
+    )
+    assert Fernet(NEW).decrypt(stored.encode()).decode() == team_key
+    assert team_key not in out + err
+
+    assert "Done: rotated 0, already current 1" in rotate()[0]  # and again: nothing left to do
+
+
+def test_an_unreadable_team_key_is_listed_and_left_alone(settings):
+    team_key_get()
+    lost_token = Fernet(LOST).encrypt(b"sk-lost-team-key-000000000").decode()
+    TeamKey.objects.update(openai_api_key=Value(lost_token, output_field=TextField()))
+    settings.PROFILE_ENCRYPTION_KEYS = [NEW, OLD]
+    _, err = rotate()
+    assert "  the team key" in err
+    stored = (
+        TeamKey.objects.annotate(raw=Cast("openai_api_key", TextField())).values_list("raw", flat=True).get()
+    )
+    assert stored == lost_token

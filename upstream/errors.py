@@ -13,7 +13,8 @@ from django.conf import settings
 from core.errors import ApiError
 
 from .credentials import OpenAICredentials
-from .sdk_internals import is_timeout
+from .host_guard import refused_error
+from .sdk_internals import host_refusal, is_timeout
 
 logger = logging.getLogger(__name__)
 
@@ -30,12 +31,15 @@ def redact(text: str, *, credentials: OpenAICredentials | None = None) -> str:
 def _upstream_error_fields(exc: openai.APIStatusError) -> tuple[str, str]:
     body = exc.body if isinstance(exc.body, dict) else {}
     code = body.get("code") or body.get("type") or ""
-    message = body.get("message") if isinstance(body.get("message"), str) else ""
-    return str(code), message
+    message = body.get("message")
+    return str(code), message if isinstance(message, str) else ""
 
 
 def map_upstream_error(exc: openai.APIError, *, credentials: OpenAICredentials | None = None) -> ApiError:
     """An error before the answer began (no response, or an error status)."""
+    refusal = host_refusal(exc)
+    if refusal is not None:  # the SSRF guard at connection time: nothing was sent
+        return refused_error(refusal, source=credentials.source if credentials else "own")
     if isinstance(exc, openai.APIConnectionError) and is_timeout(exc):
         return ApiError(504, "openai_timeout", "OpenAI did not answer in time. Please try again.")
     if isinstance(exc, openai.APIConnectionError):

@@ -15,6 +15,15 @@ deliberate `make lock`, then `make test` and `make bench`.
 2. `is_timeout`: the SDK's aiohttp transport reports every aiohttp connection error, a refused
    connection included, as a connect *timeout*; the original aiohttp error is still on the cause
    chain. Without it an unreachable upstream would answer 504 (timeout) instead of 502.
+3. `guarded_http_client`: the SDK's aiohttp client over a ClientSession of ours, whose connector
+   resolves names through host_guard.GuardedResolver (the SSRF check at connection time, for user
+   and team base URLs). The SDK has no public way to hand its aiohttp transport a session, so the
+   vendored transport (`openai._vendor.httpx_aiohttp.AiohttpTransport(client=...)`) is built here
+   and passed as httpx2's public `transport=`. Without it: no connection-time check, only the one
+   on save (DNS rebinding would get through).
+4. `host_refusal`: a refusal at connection time comes back, like any connection failure, as the
+   SDK's connection error with our HostRefused on its cause chain (as in 2.). Without it the user
+   would hear "could not reach the server" (after retries) instead of why it was refused.
 """
 
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -22,7 +31,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
+import httpx2
 import openai
+from openai._vendor.httpx_aiohttp import AiohttpTransport
+
+from .host_guard import GuardedResolver, HostRefused
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,3 +82,38 @@ def is_timeout(exc: BaseException) -> bool:
             return True
         cause = cause.__cause__ or cause.__context__
     return isinstance(exc, openai.APITimeoutError)
+
+
+def guarded_http_client(*, timeout: openai.Timeout, max_connections: int) -> httpx2.AsyncClient:
+    """The SDK's aiohttp client (as `openai.DefaultAioHttpClient` makes it) for a user or team base
+    URL: names resolved through GuardedResolver, redirects not followed (aiohttp's are off in the
+    transport; httpx2's, which the SDK turns on by default, are turned off here), and no proxy from
+    the environment (a proxy would resolve the name itself, past the check)."""
+    limits = httpx2.Limits(max_connections=max_connections, max_keepalive_connections=200)
+
+    def session() -> aiohttp.ClientSession:  # called by the transport on its first request, on the loop
+        connector = aiohttp.TCPConnector(
+            resolver=GuardedResolver(),
+            limit=max_connections,
+            keepalive_timeout=limits.keepalive_expiry,
+            ssl=httpx2.create_ssl_context(),
+        )
+        return aiohttp.ClientSession(connector=connector)
+
+    return openai.DefaultAioHttpClient(
+        timeout=timeout,
+        limits=limits,
+        follow_redirects=False,
+        trust_env=False,
+        transport=AiohttpTransport(client=session, limits=limits, trust_env=False),
+    )
+
+
+def host_refusal(exc: BaseException) -> HostRefused | None:
+    """The guard's refusal behind an SDK connection error, if that is what it was (see 4. above)."""
+    cause: BaseException | None = exc
+    while cause is not None:
+        if isinstance(cause, HostRefused):
+            return cause
+        cause = cause.__cause__ or cause.__context__
+    return None

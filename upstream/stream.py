@@ -31,7 +31,7 @@ import aiohttp
 import httpx2
 import openai
 
-from .client import UpstreamReply, client_for, request_options, with_retries
+from .client import UpstreamReply, client_on, request_options, with_retries
 from .credentials import OpenAICredentials
 from .errors import broken_off
 from .limits import acquire_stream_slot
@@ -77,7 +77,7 @@ class UpstreamStream:
     async def _open(self, *, user_id: int, credentials: OpenAICredentials, params: dict[str, Any]) -> None:
         slot = await acquire_stream_slot(user_id=user_id)  # 429 past the per-user cap
         self._stack.push_async_callback(slot.release)
-        client = await self._stack.enter_async_context(client_for(credentials))  # where the key goes
+        client = await client_on(self._stack, credentials)  # where the credentials say
         completions = client.chat.completions.with_streaming_response
         options = request_options(credentials)
         sdk = AsyncExitStack()
@@ -88,9 +88,12 @@ class UpstreamStream:
             # and the SDK's typed parameters are omitted: it would walk each of them against its type
             # annotations on every call and send the same JSON. That costs ~0.13 ms of CPU per message
             # (2.7 ms for a 21-message conversation), and `model` alone ~80 µs: its annotation, a
-            # Literal of ~90 model names, is hashed over and over.
+            # Literal of ~90 model names, is hashed over and over. (Hence the `type: ignore`: the SDK's
+            # overloads require model and messages.)
             return sdk.enter_async_context(
-                completions.create(model=openai.omit, messages=openai.omit, extra_body=params, **options)
+                completions.create(  # type: ignore[call-overload]
+                    model=openai.omit, messages=openai.omit, extra_body=params, **options
+                )
             )
 
         self.record.called_upstream = True

@@ -7,6 +7,25 @@ from django.conf import settings
 from django.db import migrations, models
 
 
+# ?search= on PostgreSQL (conversations/selectors.py): full-text search of message text, through a GIN
+# index on the very expression Django's SearchVector("content", config="english") writes (COALESCE
+# included), so the planner can use it. PostgreSQL only: SQLite searches with LIKE and has no GIN.
+SEARCH_INDEX = (
+    "CREATE INDEX IF NOT EXISTS message_content_search ON conversations_message "
+    "USING gin (to_tsvector('english'::regconfig, COALESCE(content, '')))"
+)
+
+
+def create_search_index(apps, schema_editor):
+    if schema_editor.connection.vendor == "postgresql":
+        schema_editor.execute(SEARCH_INDEX)
+
+
+def drop_search_index(apps, schema_editor):
+    if schema_editor.connection.vendor == "postgresql":
+        schema_editor.execute("DROP INDEX IF EXISTS message_content_search")
+
+
 class Migration(migrations.Migration):
 
     initial = True
@@ -73,4 +92,5 @@ class Migration(migrations.Migration):
             model_name='conversation',
             constraint=models.UniqueConstraint(condition=models.Q(('imported_from', ''), _negated=True), fields=('owner', 'imported_from'), name='conversation_imported_once'),
         ),
+        migrations.RunPython(create_search_index, drop_search_index),
     ]

@@ -141,6 +141,7 @@ function codeElement(code, language) {
     head.append(copy);
   }
   const pre = el("pre");
+  pre.tabIndex = 0; // it scrolls sideways: keyboard users scroll it once it has the focus (WCAG 2.1.1)
   const codeNode = el("code", language ? `language-${language.replace(/[^\w+#-]/g, "")}` : "", code);
   pre.append(codeNode);
   block.append(head, pre);
@@ -250,6 +251,7 @@ function table(lines, start, parent) {
   }
   node.append(head, body);
   const wrap = el("div", "table-wrap");
+  wrap.tabIndex = 0; // a wide table scrolls sideways: keyboard users scroll it once it has the focus
   wrap.append(node);
   parent.append(wrap);
   return i;

@@ -1,4 +1,5 @@
-"""Re-encrypt every stored OpenAI key with the newest key of PROFILE_ENCRYPTION_KEYS.
+"""Re-encrypt every stored OpenAI key (every profile's, then the team key) with the newest key of
+PROFILE_ENCRYPTION_KEYS.
 
 Rotation procedure (README, "Key rotation"): put a new key first in the ring, restart, run this,
 and only once it reports no unreadable keys, drop the old key from the ring.
@@ -16,12 +17,12 @@ from typing import Any
 from cryptography.fernet import Fernet
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
-from django.db import transaction
+from django.db import models, transaction
 from django.db.models import TextField, Value
 from django.db.models.functions import Cast
 
 from profiles import crypto
-from profiles.models import Profile
+from profiles.models import Profile, TeamKey
 
 # The column as stored: reading the field itself would decrypt it.
 STORED = Cast("openai_api_key", output_field=TextField())
@@ -33,7 +34,7 @@ class Tally:
     current: int = 0
     empty: int = 0
     changed: int = 0
-    unreadable: list[tuple[int, str]] = field(default_factory=list)  # (profile id, username)
+    unreadable: list[str] = field(default_factory=list)  # which row: "profile id 3 (user bob)"
 
     def line(self) -> str:
         return (
@@ -83,9 +84,17 @@ class Command(BaseCommand):
                 break
             with transaction.atomic():
                 for pk, username, stored in batch:
-                    self._rotate_one(pk, username, stored, newest, tally, dry_run)
+                    self._rotate_one(
+                        Profile, pk, f"profile id {pk} (user {username})", stored, newest, tally, dry_run
+                    )
             last_id = batch[-1][0]
             self.stdout.write(f"up to profile id {last_id}: {tally.line()}")
+
+        # The team key: one row at most, rotated on every run (a resumed one included).
+        for pk, stored in TeamKey.objects.annotate(stored=STORED).values_list("pk", "stored"):
+            with transaction.atomic():
+                self._rotate_one(TeamKey, pk, "the team key", stored, newest, tally, dry_run)
+            self.stdout.write(f"team key: {tally.line()}")
 
         verb = "would be" if dry_run else "were"
         self.stdout.write(f"Done{' (dry run: nothing written)' if dry_run else ''}: {tally.line()}.")
@@ -94,12 +103,18 @@ class Command(BaseCommand):
                 f"{len(tally.unreadable)} stored keys no ring key can decrypt {verb} left as they are "
                 "(their owners are asked to re-enter them; keep the old ring key if you still have it):"
             )
-            for pk, username in tally.unreadable:
-                self.stderr.write(f"  profile id {pk} (user {username})")
+            for which in tally.unreadable:
+                self.stderr.write(f"  {which}")
 
     @staticmethod
     def _rotate_one(
-        pk: int, username: str, stored: str | None, newest: Fernet | None, tally: Tally, dry_run: bool
+        model: type[models.Model],
+        pk: int,
+        which: str,
+        stored: str | None,
+        newest: Fernet | None,
+        tally: Tally,
+        dry_run: bool,
     ) -> None:
         if not stored:
             tally.empty += 1
@@ -116,14 +131,14 @@ class Command(BaseCommand):
         try:
             rotated = crypto.reencrypt(stored)
         except (crypto.InvalidToken, ValueError):
-            tally.unreadable.append((pk, username))
+            tally.unreadable.append(which)
             return
         if dry_run:
             tally.rotated += 1
             return
         # Only if the row still holds what we read: a key saved meanwhile is newer than ours.
         written = (
-            Profile.objects.annotate(stored=STORED)
+            model._default_manager.annotate(stored=STORED)
             .filter(pk=pk, stored=stored)
             .update(openai_api_key=Value(rotated, output_field=TextField()))
         )
