@@ -218,6 +218,7 @@ def test_reset_email_has_a_link_that_sets_the_password_once(client, erin, settin
     assert "This link no longer works" in html_of(used)
 
 
+@pytest.mark.slow
 def test_reset_link_expires(client, erin, settings):
     settings.PASSWORD_RESET_TIMEOUT = 1
     request_reset(client, "erin@example.com")
@@ -261,6 +262,7 @@ def settings_in_subprocess(environment: dict[str, str]) -> dict:
     return {"MAILERS": mailers, "DEFAULT_FROM_EMAIL": sender, "PASSWORD_RESET_TIMEOUT": timeout}
 
 
+@pytest.mark.slow
 def test_email_url_configures_smtp_and_the_sender():
     configured = settings_in_subprocess(
         {

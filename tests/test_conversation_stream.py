@@ -160,6 +160,7 @@ async def test_the_answer_streams_as_events_with_increasing_ids(
     assert refreshed.current_leaf_id == uuid.UUID(message["id"])
 
 
+@pytest.mark.slow
 async def test_the_answer_is_saved_while_it_streams(
     live_app, fake_openai, alice_token, conversation, no_auto_title, settings
 ):
@@ -189,6 +190,7 @@ async def test_the_answer_is_saved_while_it_streams(
     assert final.content == reader.text() == whole == done["message"]["content"]
 
 
+@pytest.mark.slow
 async def test_the_text_is_written_at_most_once_per_flush_interval_not_per_chunk(
     live_app, fake_openai, alice_token, conversation, no_auto_title, settings, caplog
 ):
@@ -457,6 +459,7 @@ def title_of(conversation: Conversation) -> str:
     return Conversation.objects.get(pk=conversation.pk).title
 
 
+@pytest.mark.slow
 async def test_the_first_line_of_the_first_question_is_the_title_at_once(
     live_app, fake_openai, alice_token, conversation, no_auto_title
 ):

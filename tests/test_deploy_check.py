@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from cryptography.fernet import Fernet
 
 from tests import leakcheck
@@ -42,12 +43,14 @@ def manage(*args: str, **environment: str) -> subprocess.CompletedProcess[str]:
     return run
 
 
+@pytest.mark.slow
 def test_deploy_check_passes_without_a_single_warning():
     run = manage("check", "--deploy", "--fail-level", "WARNING", **PRODUCTION, SECURE_HSTS_PRELOAD="true")
     assert run.returncode == 0, run.stdout + run.stderr
     assert "System check identified no issues (0 silenced)." in run.stdout
 
 
+@pytest.mark.slow
 def test_https_settings_are_on_by_default_once_debug_is_off():
     # Only HSTS preloading, a promise about the whole domain, waits to be asked for.
     run = manage("check", "--deploy", "--fail-level", "WARNING", **PRODUCTION)
@@ -56,6 +59,7 @@ def test_https_settings_are_on_by_default_once_debug_is_off():
     assert warnings == {"security.W021"}, run.stderr
 
 
+@pytest.mark.slow
 def test_each_https_setting_can_be_turned_off_for_a_proxy_that_does_it():
     run = manage(
         "shell",
@@ -73,12 +77,14 @@ def test_each_https_setting_can_be_turned_off_for_a_proxy_that_does_it():
     assert run.stdout.splitlines()[-1] == "False 0 False False ('HTTP_X_FORWARDED_PROTO', 'https')"
 
 
+@pytest.mark.slow
 def test_no_key_ring_is_an_error_in_production():
     run = manage("check", "--deploy", **{**PRODUCTION, "PROFILE_ENCRYPTION_KEYS": ""})
     assert run.returncode == 1
     assert "profiles.E001" in run.stderr
 
 
+@pytest.mark.slow
 def test_production_without_an_email_server_is_an_error():
     """Password-reset e-mails printed on a server's console reach nobody: Django's mail.E001."""
     production = {name: value for name, value in PRODUCTION.items() if name != "EMAIL_URL"}

@@ -67,6 +67,7 @@ async def test_failures_after_the_first_byte_truncate_and_are_never_retried(
     await fake_openai.wait_for(lambda s: s.open_streams == 0)  # and the stalled upstream was let go
 
 
+@pytest.mark.slow
 async def test_stall_is_measured_between_bytes_not_over_the_whole_answer(
     live_app, fake_openai, alice_token, settings
 ):

@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from cryptography.fernet import Fernet
 from django.conf import settings
 
@@ -84,6 +85,7 @@ def start_server(**environment: str) -> str:
     return run.stderr
 
 
+@pytest.mark.slow
 def test_the_server_warns_once_at_start_up_on_a_development_key():
     logged = start_server(SECRET_KEY=settings.DEVELOPMENT_SECRET_KEY, PROFILE_ENCRYPTION_KEYS="")
     warnings = [line for line in logged.splitlines() if WARNING in line]
@@ -96,6 +98,7 @@ def test_the_server_warns_once_at_start_up_on_a_development_key():
     assert only_the_ring.count(WARNING) == 1 and "SECRET_KEY is the public default" not in only_the_ring
 
 
+@pytest.mark.slow
 def test_the_server_starts_quietly_on_its_own_keys():
     logged = start_server(SECRET_KEY="y" * 60, PROFILE_ENCRYPTION_KEYS=Fernet.generate_key().decode())
     assert WARNING not in logged

@@ -6,6 +6,8 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 
 # A fresh process: logging is configured once, at django.setup(), from the settings as they are then.
@@ -18,6 +20,7 @@ SCRIPT = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 def test_a_4xx_is_one_info_line_with_debug_on_and_off():
     for debug in ("true", "false"):
         env = {

@@ -52,6 +52,7 @@ def page_text(response) -> str:
 
 
 @pytest.mark.parametrize("path", PAGES)
+@pytest.mark.slow
 def test_forty_wrong_passwords_then_the_right_one_is_refused_until_the_window_closes(
     root, short_window, path
 ):

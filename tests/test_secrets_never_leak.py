@@ -82,6 +82,7 @@ PLANTED_TESTS = textwrap.dedent(f'''
 ''')
 
 
+@pytest.mark.slow
 def test_a_planted_leak_fails_the_run(tmp_path):
     """Run pytest on two tests that leak (both pass on their own): the run must fail and say where."""
     planted = tmp_path / "test_planted.py"
@@ -120,6 +121,7 @@ def test_a_planted_leak_fails_the_run(tmp_path):
     assert PLANTED not in output  # the report masks what it found
 
 
+@pytest.mark.slow
 def test_a_clean_run_passes(tmp_path):
     clean = tmp_path / "test_clean.py"
     clean.write_text(
