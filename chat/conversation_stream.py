@@ -25,12 +25,10 @@ from conversations.services import message_too_long
 from conversations.streaming import AnswerStream, answer_stop
 from core.errors import ApiError, error_body, error_response
 from core.http import STREAM_HEADERS, parse_json_body, read_body, require_method
-from profiles.auth import authenticate, authenticated_token_id
+from profiles.auth import authenticate
 from profiles.services import aprofile_api_credentials
-from upstream.stream import open_stream
-from usage.budgets import budget_check
+from usage.metered import open_metered_stream
 from usage.models import CONVERSATION
-from usage.recording import ask_for_usage, recorder
 
 from .model_rules import apply_model_rules
 
@@ -114,23 +112,15 @@ async def _conversation_message(request: HttpRequest, conversation_id: uuid.UUID
     if plan.temperature is not None:
         params["temperature"] = plan.temperature
     log_context = f"(user {user.pk}, conversation {conversation_id}, model {plan.model})"
-    await budget_check(request=request, user_id=user.pk)  # 429 past the user's monthly budget
-    ask_for_usage(params)  # the usage event is read by text_deltas, never relayed
-    record_usage = recorder(
-        user_id=user.pk,
-        entry_point=CONVERSATION,
-        model=plan.model,
-        messages=plan.history,
-        api_token_id=authenticated_token_id(request),
-        key_source=credentials.source,
-        message_id=plan.answer.id,
-    )
-    stream = await open_stream(
+    # The usage event it asks for is read by text_deltas, never relayed.
+    stream, _ = await open_metered_stream(
+        request=request,
         user_id=user.pk,
         credentials=credentials,
         params=apply_model_rules(params),
+        entry_point=CONVERSATION,
         log_context=log_context,
-        when_closed=record_usage,
+        message_id=plan.answer.id,
     )
     answer = AnswerStream(
         plan, credentials=credentials, error_body=partial(error_body, request), log_context=log_context

@@ -23,17 +23,15 @@ from django.views.decorators.csrf import csrf_exempt
 from core.errors import ApiError
 from core.http import STREAM_HEADERS, parse_json_body, read_body, require_method
 from core.openai_errors import openai_error_object, openai_error_response
-from profiles.auth import authenticate, authenticated_token_id
+from profiles.auth import authenticate
 from profiles.models import Profile
 from profiles.services import aprofile_api_credentials
 from upstream import client as upstream
 from upstream import relay
 from upstream.client import UpstreamReply
 from upstream.errors import broken_off
-from upstream.stream import open_stream
-from usage.budgets import budget_check
+from usage.metered import open_metered_stream
 from usage.models import V1
-from usage.recording import ask_for_usage, recorder
 
 from .model_rules import apply_model_rules
 
@@ -86,25 +84,16 @@ async def _chat_completions(request: HttpRequest) -> HttpResponseBase:
     params = apply_model_rules(_completion_params(parse_json_body(read_body(request))))
     credentials = await aprofile_api_credentials(profile=profile)  # own key, else the team key
     log_context = f"(/v1, user {user.pk}, model {params['model']})"
-    await budget_check(request=request, user_id=user.pk)  # 429 past the user's monthly budget
     # Usage figures are asked for on every streamed call; if the caller did not ask for them, the
     # relay takes them out again (strip_usage), so what the caller receives is what it asked for.
-    caller_asked_for_usage = ask_for_usage(params)
-    record_usage = recorder(
-        user_id=user.pk,
-        entry_point=V1,
-        model=params["model"],
-        messages=params["messages"],
-        api_token_id=authenticated_token_id(request),
-        key_source=credentials.source,
-    )
     # The per-user cap (429 past it) counts non-streaming calls too: they hold an upstream request as long.
-    stream = await open_stream(
+    stream, caller_asked_for_usage = await open_metered_stream(
+        request=request,
         user_id=user.pk,
         credentials=credentials,
         params=params,
+        entry_point=V1,
         log_context=log_context,
-        when_closed=record_usage,
     )
     if params.get("stream") is not True:
         async with stream:

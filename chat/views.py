@@ -11,13 +11,11 @@ from django.views.decorators.csrf import csrf_exempt
 
 from core.errors import ApiError, error_response
 from core.http import STREAM_HEADERS, parse_json_body, read_body, require_method
-from profiles.auth import authenticate, authenticated_token_id
+from profiles.auth import authenticate
 from profiles.services import aprofile_api_credentials
 from upstream import relay
-from upstream.stream import open_stream
-from usage.budgets import budget_check
+from usage.metered import open_metered_stream
 from usage.models import CHAT_API
-from usage.recording import ask_for_usage, recorder
 
 from .model_rules import apply_model_rules
 from .payload import validate_chat_request
@@ -40,22 +38,14 @@ async def _chat_openai(request: HttpRequest) -> HttpResponseBase:
     if chat.temperature is not None:
         params["temperature"] = chat.temperature
     log_context = f"(user {user.pk}, model {chat.model})"
-    await budget_check(request=request, user_id=user.pk)  # 429 past the user's monthly budget
-    ask_for_usage(params)  # the usage event is read by text_deltas, never relayed
-    record_usage = recorder(
-        user_id=user.pk,
-        entry_point=CHAT_API,
-        model=chat.model,
-        messages=chat.messages,
-        api_token_id=authenticated_token_id(request),
-        key_source=credentials.source,
-    )
-    stream = await open_stream(
+    # The usage event it asks for is read by text_deltas, never relayed.
+    stream, _ = await open_metered_stream(
+        request=request,
         user_id=user.pk,
         credentials=credentials,
         params=apply_model_rules(params),
+        entry_point=CHAT_API,
         log_context=log_context,
-        when_closed=record_usage,
     )
     body = stream.relay(partial(relay.text_deltas, log_context=log_context))
     return StreamingHttpResponse(body, content_type="text/plain; charset=utf-8", headers=STREAM_HEADERS)
