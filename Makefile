@@ -52,8 +52,9 @@ migrate: install
 
 # The ASGI app under uvicorn (uvloop + httptools), SQLite unless DATABASE_URL says otherwise.
 # The first run writes .env with fresh secrets (chatproject/first_run.py; never over an existing one).
-run: migrate
+run: install
 	@$(PY) -m chatproject.first_run
+	$(PY) manage.py migrate --noinput
 	$(PY) manage.py collectstatic --noinput -v0
 	$(VENV)/bin/uvicorn chatproject.asgi:application --host 127.0.0.1 --port $(PORT) \
 	  --loop uvloop --http httptools --workers $(WORKERS) --no-access-log
