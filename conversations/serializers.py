@@ -8,6 +8,7 @@ from rest_framework import serializers
 
 from profiles.serializers import StrictCharField
 
+from .export import CONVERSATION_FIELDS
 from .models import Conversation, Message
 from .selectors import BranchMessage
 
@@ -166,19 +167,7 @@ class ExportConversationSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Conversation
-        fields = [
-            "id",
-            "title",
-            "model",
-            "system_prompt",
-            "parameters",
-            "pinned",
-            "archived",
-            "created_at",
-            "updated_at",
-            "current_leaf_id",
-            "messages",
-        ]
+        fields = [*CONVERSATION_FIELDS, "messages"]  # what export.py writes: the schema describes it
         read_only_fields = fields
 
 
