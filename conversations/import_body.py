@@ -15,6 +15,7 @@ from django.core.files.uploadedfile import UploadedFile
 from django.http import HttpRequest
 from rest_framework import parsers
 
+from core.drf import django_request_of
 from core.errors import ApiError
 from core.http import parse_json_body
 
@@ -58,14 +59,12 @@ class ImportJSONParser(parsers.BaseParser):
     def parse(
         self, stream: Any, media_type: str | None = None, parser_context: Mapping[str, Any] | None = None
     ) -> Any:
-        assert parser_context is not None  # DRF's Request always passes it, with the request in it
-        return parse_json_body(read_import_body(parser_context["request"]._request))
+        return parse_json_body(read_import_body(django_request_of(parser_context)))
 
 
 class ImportMultiPartParser(parsers.MultiPartParser):
     def parse(
         self, stream: Any, media_type: str | None = None, parser_context: Mapping[str, Any] | None = None
     ) -> Any:
-        assert parser_context is not None
-        _check_declared_length(parser_context["request"]._request)
+        _check_declared_length(django_request_of(parser_context))
         return super().parse(stream, media_type, parser_context)

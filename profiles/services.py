@@ -34,17 +34,21 @@ def profile_for(*, user: User) -> Profile:
     return profile
 
 
+def _store_openai_key(holder: Profile | TeamKey, api_key: str) -> None:
+    """Both holders of a stored key (a user's profile, the team key): encrypted by the field, with
+    when it last changed. "" clears it."""
+    holder.openai_api_key = api_key
+    holder.openai_api_key_updated_at = timezone.now()
+    holder.save(update_fields=["openai_api_key", "openai_api_key_updated_at", "updated_at"])
+
+
 def profile_set_openai_key(*, profile: Profile, api_key: str) -> Profile:
-    profile.openai_api_key = api_key.strip()
-    profile.openai_api_key_updated_at = timezone.now()
-    profile.save(update_fields=["openai_api_key", "openai_api_key_updated_at", "updated_at"])
+    _store_openai_key(profile, api_key.strip())
     return profile
 
 
 def profile_clear_openai_key(*, profile: Profile) -> Profile:
-    profile.openai_api_key = ""
-    profile.openai_api_key_updated_at = timezone.now()
-    profile.save(update_fields=["openai_api_key", "openai_api_key_updated_at", "updated_at"])
+    _store_openai_key(profile, "")
     return profile
 
 
@@ -167,16 +171,12 @@ def team_key_credentials(*, team_key: TeamKey) -> OpenAICredentials:
 
 
 def team_key_set_openai_key(*, team_key: TeamKey, api_key: str) -> TeamKey:
-    team_key.openai_api_key = api_key.strip()
-    team_key.openai_api_key_updated_at = timezone.now()
-    team_key.save(update_fields=["openai_api_key", "openai_api_key_updated_at", "updated_at"])
+    _store_openai_key(team_key, api_key.strip())
     return team_key
 
 
 def team_key_clear_openai_key(*, team_key: TeamKey) -> TeamKey:
-    team_key.openai_api_key = ""
-    team_key.openai_api_key_updated_at = timezone.now()
-    team_key.save(update_fields=["openai_api_key", "openai_api_key_updated_at", "updated_at"])
+    _store_openai_key(team_key, "")
     return team_key
 
 
